@@ -1,0 +1,153 @@
+"""Domain models: what llm-proxy answers and what the workflows reason about.
+
+LLM answers are validated here, once, at the edge of the domain: an answer that does
+not fit is an `LlmProxyInvalidAnswer`, recorded as a failed attempt, never half-applied.
+Unknown extra fields are ignored (the proxy may add more over time).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Decision(StrEnum):
+    ENTER_TRADE = "enter_trade"
+    BAD_SETUP = "bad_setup"
+    WAIT = "wait"
+
+
+class Action(StrEnum):
+    HOLD = "hold"
+    ADJUST_SL = "adjust_sl"
+    ADJUST_TP = "adjust_tp"
+    REDUCE = "reduce"
+    CLOSE = "close"
+
+
+class Side(StrEnum):
+    LONG = "long"
+    SHORT = "short"
+
+
+class AnalysisType(StrEnum):
+    INITIAL = "initial"
+    MONITORING = "monitoring"
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+    total_tokens: int = Field(default=0, ge=0)
+
+
+class TradePlan(BaseModel):
+    """The plan that comes with `enter_trade`; prices as decimals, never floats."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    side: Side
+    entry: Decimal | None = Field(default=None, gt=0)
+    stop_loss: Decimal | None = Field(default=None, gt=0)
+    take_profit: Decimal | None = Field(default=None, gt=0)
+    contracts: Decimal | None = Field(default=None, gt=0)
+
+    @field_validator("entry", "stop_loss", "take_profit", "contracts", mode="before")
+    @classmethod
+    def _no_float_noise(cls, value: Any) -> Any:
+        # A JSON float like 0.1 must become Decimal("0.1"), not 0.1000000000000000055...
+        return str(value) if isinstance(value, float) else value
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    confidence: float | None = Field(default=None, ge=0, le=1)
+    reasoning: str = ""
+    usage: Usage = Usage()
+    model: str | None = None
+    trace_id: str | None = None
+
+
+class SetupAnswer(_Answer):
+    """`POST /analyze-signal` answer."""
+
+    decision: Decision
+    trade_plan: TradePlan | None = None
+
+
+class ManagementAnswer(_Answer):
+    """`POST /manage-position` answer. `params` stays raw: the guardrails judge it."""
+
+    action: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class LlmResult(BaseModel):
+    """An answer plus what it cost to get it (stored on the analysis / decision row)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    answer: SetupAnswer | ManagementAnswer
+    latency_ms: int = Field(ge=0)
+    attempts: int = Field(default=1, ge=1)
+
+
+class PositionSnapshot(BaseModel):
+    """A position as the guardrails see it; `version` guards against concurrent edits."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: UUID
+    side: Side
+    entry_price: Decimal
+    contracts: Decimal
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    status: str = "open"
+    version: int = 0
+
+
+class TraceMetadata(BaseModel):
+    """What llm-proxy forwards to Braintrust so every analysis has a trace."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workflow_id: UUID | None = None
+    workflow_type: str | None = None
+    signal_id: UUID | None = None
+    position_id: UUID | None = None
+    trader_id: UUID | None = None
+    candle_time: str | None = None
+    analysis_type: str
+    stage: str = "local"
+
+
+class AnalyzeSignalRequest(BaseModel):
+    """Body of `POST /analyze-signal`: the signal, its trader, the candle and history."""
+
+    model_config = ConfigDict(frozen=True)
+
+    signal: dict[str, Any]
+    trader: dict[str, Any]
+    candle: dict[str, Any] | None = None
+    previous_analyses: list[dict[str, Any]] = Field(default_factory=list)
+    analysis_type: AnalysisType
+    metadata: TraceMetadata
+
+
+class ManagePositionRequest(BaseModel):
+    """Body of `POST /manage-position`: the position, the candle and recent decisions."""
+
+    model_config = ConfigDict(frozen=True)
+
+    position: dict[str, Any]
+    candle: dict[str, Any]
+    recent_decisions: list[dict[str, Any]] = Field(default_factory=list)
+    metadata: TraceMetadata

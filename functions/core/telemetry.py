@@ -1,0 +1,61 @@
+"""The one catalogue of CloudWatch metric names and log events.
+
+The dashboard and alarms in `template.yaml` name metrics by these strings; a test scans
+the code for `MetricName.<X>` uses and the template for metric names and checks that
+every metric the template watches is one the code emits. Keep names stable: renaming
+one silently blinds an alarm.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+NAMESPACE = "Cmon"
+SERVICE = "cmon"
+# Every metric carries the Powertools `service` dimension plus `stage`, so that dev and
+# prod stacks in one account never mix their numbers.
+STAGE_DIMENSION = "stage"
+
+
+class MetricName(StrEnum):
+    # Workers
+    ANALYSES_COMPLETED = "AnalysesCompleted"
+    ANALYSIS_ERRORS = "AnalysisErrors"
+    ANALYSIS_LATENCY_MS = "AnalysisLatencyMs"
+    TOKENS_USED = "TokensUsed"
+    MANAGEMENT_DECISIONS = "ManagementDecisions"
+    GUARDRAIL_REJECTIONS = "GuardrailRejections"
+    PAPER_FILLS = "PaperFills"
+    # Dedup: a refused claim is harmless; a duplicate *processed* is a bug (alarm).
+    DUPLICATE_CLAIMS_SKIPPED = "DuplicateClaimsSkipped"
+    DUPLICATE_CANDLES_PROCESSED = "DuplicateCandlesProcessed"
+    # Workflow lifecycle
+    WORKFLOWS_STARTED = "WorkflowsStarted"
+    WORKFLOWS_STOPPED = "WorkflowsStopped"
+    WORKFLOWS_AUTO_DISABLED = "WorkflowsAutoDisabled"
+    ACTIVE_SETUP_WORKFLOWS = "ActiveSetupWorkflows"
+    ACTIVE_POSITION_WORKFLOWS = "ActivePositionWorkflows"
+    # Fan-out
+    CANDLES_RECEIVED = "CandlesReceived"
+    JOBS_ENQUEUED = "JobsEnqueued"
+    STALE_CANDLES_SKIPPED = "StaleCandlesSkipped"
+    # API and reconciler
+    WEBHOOKS_RECEIVED = "WebhooksReceived"
+    RECONCILER_FIXES = "ReconcilerFixes"
+    # Feed service
+    FEED_CANDLES_PUBLISHED = "FeedCandlesPublished"
+    FEED_CANDLES_BACKFILLED = "FeedCandlesBackfilled"
+    FEED_DUPLICATES_DROPPED = "FeedDuplicatesDropped"
+    FEED_RECONNECTS = "FeedReconnects"
+    FEED_PUBLISH_LAG_MS = "FeedPublishLagMs"
+
+
+class LogEvent(StrEnum):
+    """The brief's log lines, as the `message` of structured JSON log records."""
+
+    WORKFLOW_STARTED = "Workflow started"
+    CANDLE_CLOSED = "Candle closed"
+    ANALYSIS_COMPLETE = "Analysis complete"
+    DECISION_APPLIED = "Management decision"
+    WORKFLOW_STOPPED = "Workflow stopped"
+    ERROR = "Error"
