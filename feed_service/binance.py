@@ -1,0 +1,294 @@
+"""Binance venue code: the kline frame parser and the REST klines backfill client.
+
+Everything Binance-specific about the wire lives here, so the connection and supervisor
+stay venue-neutral (the cryptofeed split).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from feed_service.streams import StreamId
+from feed_service.timing import Backoff, Sleeper, WallClock, wall_ms
+from functions.core import intervals
+from functions.core.contracts import CandleClosed, CandleSource, Market
+from functions.core.errors import InvalidInput, TransientError
+
+log = logging.getLogger(__name__)
+
+
+class MalformedFrame(InvalidInput):
+    """A frame that is not JSON or not a well-formed Binance message."""
+
+
+class FrameKind(Enum):
+    CANDLE_CLOSED = "candle_closed"
+    CANDLE_OPEN = "candle_open"
+    RESPONSE = "response"
+    SHUTDOWN = "shutdown"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    kind: FrameKind
+    candle: CandleClosed | None = None
+    request_id: int | None = None
+    error: str | None = None
+
+
+OPEN_FRAME = Frame(FrameKind.CANDLE_OPEN)
+SHUTDOWN_FRAME = Frame(FrameKind.SHUTDOWN)
+OTHER_FRAME = Frame(FrameKind.OTHER)
+
+# Binance serialises compactly, so an open kline always carries this byte sequence and
+# the only boolean named `x` in a kline message is the "closed" flag. Seeing it lets the
+# parser skip JSON decoding for the ~95 % of frames that are updates of an open candle;
+# a differently spaced frame simply takes the full path.
+_OPEN_MARK = '"x":false'
+_KLINE_MARK = '"e":"kline"'
+
+_PARSE_ERRORS = (KeyError, TypeError, ValueError, ArithmeticError, ValidationError)
+
+
+def _decimal(value: object) -> Decimal:
+    # Binance sends prices as strings; a float here would already have lost precision.
+    if not isinstance(value, str):
+        raise TypeError(f"price must be a decimal string, got {type(value).__name__}")
+    return Decimal(value)
+
+
+def _millis(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"timestamp must be an integer, got {type(value).__name__}")
+    return value
+
+
+class KlineParser:
+    """Turns raw or combined kline frames into `CandleClosed` (closed candles only).
+
+    A raw spot frame, as Binance documents it (`k.x` false = still open, ignored)::
+
+        {"e":"kline","E":1672515782136,"s":"BNBBTC","k":{"t":1672515780000,
+         "T":1672515839999,"s":"BNBBTC","i":"1m","f":100,"L":200,"o":"0.0010",
+         "c":"0.0020","h":"0.0025","l":"0.0015","v":"1000","n":100,"x":false,
+         "q":"1.0000","V":"500","Q":"0.500","B":"123456"}}
+
+    A combined-stream frame wraps the same payload: ``{"stream":"nknusdt@kline_1m",
+    "data":{"e":"kline",...}}``. Control frames are recognised too: subscription answers
+    (``{"result":null,"id":1}``) and ``{"e":"serverShutdown","E":...}``, which asks us to
+    move to a new connection before the server goes away.
+    """
+
+    def __init__(self, market: Market) -> None:
+        self.market = market
+
+    def parse(self, text: str | bytes) -> Frame:
+        """Classify one frame; raise `MalformedFrame` if it cannot be understood."""
+        if isinstance(text, bytes):
+            try:
+                text = text.decode()
+            except UnicodeDecodeError as e:
+                raise MalformedFrame(f"frame is not UTF-8: {e}") from e
+        if _OPEN_MARK in text and _KLINE_MARK in text:
+            return OPEN_FRAME
+        try:
+            message = json.loads(text)
+        except ValueError as e:
+            raise MalformedFrame(f"frame is not JSON: {e}") from e
+        if not isinstance(message, dict):
+            raise MalformedFrame("frame is not a JSON object")
+        return self.parse_message(message)
+
+    def parse_message(self, message: dict[str, Any]) -> Frame:
+        data = message.get("data") if "stream" in message else message
+        if not isinstance(data, dict):
+            raise MalformedFrame("combined frame without an object in `data`")
+        if "id" in message and ("result" in message or "error" in message):
+            return self._response(message)
+        event = data.get("e")
+        if event == "kline":
+            return self._kline(data)
+        if event == "serverShutdown":
+            return SHUTDOWN_FRAME
+        return OTHER_FRAME
+
+    @staticmethod
+    def _response(message: dict[str, Any]) -> Frame:
+        request_id = message["id"]
+        if not isinstance(request_id, int) or isinstance(request_id, bool):
+            raise MalformedFrame("response id is not an integer")
+        error = message.get("error")
+        return Frame(FrameKind.RESPONSE, request_id=request_id,
+                     error=None if error is None else json.dumps(error))
+
+    def _kline(self, data: dict[str, Any]) -> Frame:
+        try:
+            k = data["k"]
+            closed = k["x"]
+            if closed is False:
+                return OPEN_FRAME
+            if closed is not True:
+                raise TypeError("k.x must be a boolean")
+            candle = CandleClosed(
+                market=self.market,
+                symbol=k["s"],
+                interval=k["i"],
+                open_time=intervals.from_ms(_millis(k["t"])),
+                close_time=intervals.from_ms(_millis(k["T"])),
+                open=_decimal(k["o"]),
+                high=_decimal(k["h"]),
+                low=_decimal(k["l"]),
+                close=_decimal(k["c"]),
+                volume=_decimal(k["v"]),
+                trades=k["n"],
+                source=CandleSource.STREAM,
+            )
+        except _PARSE_ERRORS as e:
+            raise MalformedFrame(f"bad kline payload: {type(e).__name__}: {e}") from e
+        return Frame(FrameKind.CANDLE_CLOSED, candle=candle)
+
+
+def candle_from_rest_row(row: object, market: Market, stream: StreamId) -> CandleClosed:
+    """One REST kline row (an array of 12) as a backfilled candle."""
+    try:
+        if not isinstance(row, list) or len(row) < 9:
+            raise TypeError("a kline row is an array of 12")
+        return CandleClosed(
+            market=market,
+            symbol=stream.symbol,
+            interval=stream.interval,
+            open_time=intervals.from_ms(_millis(row[0])),
+            close_time=intervals.from_ms(_millis(row[6])),
+            open=_decimal(row[1]),
+            high=_decimal(row[2]),
+            low=_decimal(row[3]),
+            close=_decimal(row[4]),
+            volume=_decimal(row[5]),
+            trades=row[8],
+            source=CandleSource.BACKFILL,
+        )
+    except _PARSE_ERRORS as e:
+        raise MalformedFrame(f"bad REST kline row: {type(e).__name__}: {e}") from e
+
+
+class BackfillError(TransientError):
+    """Binance REST could not give us the missing candles now (throttled, banned, down)."""
+
+
+class KlinesClient:
+    """Fetches closed candles from REST klines, paging and honouring Binance's limits.
+
+    429 means "slow down": we wait `Retry-After` (or back off) and retry. 418 means the
+    IP is banned for `Retry-After` seconds: every request waits out the ban instead of
+    extending it, and if the ban is longer than `max_wait_s` the backfill fails at once
+    (the live stream goes on; the gap is logged) rather than stalling the stream.
+    """
+
+    def __init__(self, url: str, market: Market, *, limit: int, http: httpx.AsyncClient,
+                 max_attempts: int = 5, max_wait_s: float = 60.0,
+                 backoff: Backoff | None = None, clock: WallClock = time.time,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 sleep: Sleeper = asyncio.sleep) -> None:
+        self._url = url
+        self._market = market
+        self._limit = limit
+        self._http = http
+        self._max_attempts = max_attempts
+        self._max_wait_s = max_wait_s
+        self._backoff = backoff or Backoff(base_s=0.5, max_s=max(max_wait_s, 0.5))
+        self._clock = clock
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._banned_until = 0.0
+        self.requests = 0
+        self.throttled = 0
+
+    async def fetch(self, stream: StreamId, start_ms: int, end_ms: int) -> list[CandleClosed]:
+        """Closed candles of `stream` whose open time is in [start_ms, end_ms], oldest first."""
+        candles: list[CandleClosed] = []
+        cursor = start_ms
+        while cursor <= end_ms:
+            rows = await self._get(stream, cursor, end_ms)
+            if not rows:
+                break
+            now_ms = wall_ms(self._clock)
+            last_open = cursor
+            for row in rows:
+                candle = candle_from_rest_row(row, self._market, stream)
+                open_ms = intervals.to_ms(candle.open_time)
+                last_open = max(last_open, open_ms)
+                if cursor <= open_ms <= end_ms and intervals.to_ms(candle.close_time) < now_ms:
+                    candles.append(candle)
+            if len(rows) < self._limit:
+                break
+            cursor = intervals.next_open_ms(last_open, stream.interval)
+        return candles
+
+    async def _get(self, stream: StreamId, start_ms: int, end_ms: int) -> list[object]:
+        params: dict[str, str | int] = {"symbol": stream.symbol, "interval": stream.interval,
+                                        "startTime": start_ms, "endTime": end_ms,
+                                        "limit": self._limit}
+        self._backoff.reset()
+        for attempt in range(1, self._max_attempts + 1):
+            await self._wait_out_ban()
+            self.requests += 1
+            try:
+                response = await self._http.get(self._url, params=params)
+            except httpx.TransportError as e:
+                log.warning("klines request failed (attempt %d): %s", attempt, e)
+                await self._sleep(self._backoff.next_delay())
+                continue
+            if response.status_code == 200:
+                body = response.json()
+                if not isinstance(body, list):
+                    raise BackfillError(f"klines answered a {type(body).__name__}, not a list")
+                return body
+            if response.status_code in (418, 429):
+                self.throttled += 1
+                wait = self._retry_after(response)
+                if response.status_code == 418:
+                    self._banned_until = self._monotonic() + (wait if wait is not None else 120.0)
+                    log.error("Binance REST ban (418) for %.0f s", wait or 120.0)
+                    continue
+                delay = wait if wait is not None else self._backoff.next_delay()
+                if delay > self._max_wait_s:
+                    raise BackfillError(f"429 asks to wait {delay:.0f} s; more than we allow")
+                log.warning("klines throttled (429), waiting %.2f s", delay)
+                await self._sleep(delay)
+                continue
+            if response.status_code >= 500:
+                log.warning("klines answered %d (attempt %d)", response.status_code, attempt)
+                await self._sleep(self._backoff.next_delay())
+                continue
+            raise BackfillError(f"klines answered {response.status_code}: {response.text[:200]}")
+        raise BackfillError(f"klines for {stream} failed after {self._max_attempts} attempts")
+
+    async def _wait_out_ban(self) -> None:
+        remaining = self._banned_until - self._monotonic()
+        if remaining <= 0:
+            return
+        if remaining > self._max_wait_s:
+            raise BackfillError(f"IP banned by Binance for another {remaining:.0f} s")
+        await self._sleep(remaining)
+
+    @staticmethod
+    def _retry_after(response: httpx.Response) -> float | None:
+        value = response.headers.get("Retry-After")
+        if value is None:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            return None

