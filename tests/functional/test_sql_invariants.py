@@ -10,6 +10,7 @@ import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 import pytest
@@ -136,7 +137,7 @@ def test_the_database_rejects_a_second_decision_for_the_same_position_and_candle
 
 
 def test_recording_the_same_candle_twice_applies_once(db: Database) -> None:
-    wf, signal = _setup_workflow(db, max_reanalyses=10)
+    wf, _signal = _setup_workflow(db, max_reanalyses=10)
     first = db.call("record_setup_analysis", workflow_id=wf, candle_time=T0, decision="wait")
     second = db.call("record_setup_analysis", workflow_id=wf, candle_time=T0, decision="wait")
     assert first["outcome"] == "continued"
@@ -155,8 +156,10 @@ def test_five_failures_disable_the_workflow_and_notify_its_user_once(db: Databas
     assert [o["disabled"] for o in outcomes] == [False, False, False, False, True, False]
     row = f.workflow(db, wf)
     assert (row["is_active"], row["stopped_reason"], row["consecutive_errors"]) == (False, "auto_disabled", 6)
-    notes = db.fetch_all("select kind, payload from public.notifications where workflow_id = %(w)s", {"w": wf})
-    assert len(notes) == 1 and notes[0]["kind"] == "workflow_disabled"
+    notes = db.fetch_all("select kind, payload from public.notifications where workflow_id = %(w)s",
+                         {"w": wf})
+    assert len(notes) == 1
+    assert notes[0]["kind"] == "workflow_disabled"
     assert db.fetch_one("select count(*) as n from public.workflow_errors where workflow_id = %(w)s",
                         {"w": wf}) == {"n": 6}
 
@@ -185,7 +188,7 @@ def test_wait_until_max_reanalyses_expires_the_signal(db: Database) -> None:
 
 
 def test_enter_trade_opens_the_position_and_registers_its_management(db: Database) -> None:
-    wf, signal = _setup_workflow(db)
+    wf, _signal = _setup_workflow(db)
     plan = {"side": "long", "entry": "64200", "stop_loss": "63800", "take_profit": "65100"}
     out = db.call("record_setup_analysis", workflow_id=wf, candle_time=T0, decision="enter_trade",
                   trade_plan=plan, price=Decimal("64231.50"))
@@ -210,7 +213,7 @@ def test_bad_setup_stops_and_expires(db: Database) -> None:
         {"status": "expired"}
 
 
-def _position_workflow(db: Database, **kw: str) -> tuple[uuid.UUID, uuid.UUID]:
+def _position_workflow(db: Database, **kw: Any) -> tuple[uuid.UUID, uuid.UUID]:
     trader = f.trader(db)
     position = f.position(db, trader, **kw)
     out = db.call("register_position_management", position_id=position, check_gate=True)
@@ -230,7 +233,8 @@ def test_a_management_decision_for_an_older_candle_is_rejected_as_stale(db: Data
     _claim(db, wf, T0)
     _claim(db, wf, T0 + timedelta(minutes=1))
     out = _decide(db, wf, T0, "adjust_sl", new_stop_loss=Decimal("49500"))
-    assert out["outcome"] == "rejected" and out["reason"] == "stale_candle"
+    assert out["outcome"] == "rejected"
+    assert out["reason"] == "stale_candle"
     assert db.fetch_one("select stop_loss from public.positions where id = %(p)s", {"p": position}) == \
         {"stop_loss": Decimal("49000")}
 
@@ -272,7 +276,8 @@ def test_reconciler_registers_what_webhooks_missed_and_stops_closed_ones(db: Dat
     first = db.call("reconcile_workflows", max_reanalyses=5)
     second = db.call("reconcile_workflows", max_reanalyses=5)
 
-    assert len(first["registered_setup"]) == 1 and len(first["registered_positions"]) == 1
+    assert len(first["registered_setup"]) == 1
+    assert len(first["registered_positions"]) == 1
     assert first["stopped"] == [str(wf_closed)]
     assert (second["registered_setup"], second["registered_positions"], second["stopped"]) == ([], [], [])
     assert db.fetch_one("select count(*) as n from public.workflow_schedules where position_id = %(p)s"
@@ -281,7 +286,8 @@ def test_reconciler_registers_what_webhooks_missed_and_stops_closed_ones(db: Dat
 
 def test_claim_stops_a_workflow_whose_position_was_closed(db: Database) -> None:
     wf, position = _position_workflow(db)
-    db.fetch_one("update public.positions set status = 'closed' where id = %(p)s returning id", {"p": position})
+    db.fetch_one("update public.positions set status = 'closed' where id = %(p)s returning id",
+                 {"p": position})
     assert _claim(db, wf, T0) == {"claimed": False, "reason": "entity_closed"}
     assert f.workflow(db, wf)["stopped_reason"] == "position_closed"
 
@@ -312,7 +318,8 @@ def _populate(db: Database) -> uuid.UUID:
     db.call("claim_candle", workflow_id=wf, candle_time=T0, lease_seconds=300)
     db.call("record_setup_analysis", workflow_id=wf, candle_time=T0, decision="enter_trade",
             trade_plan={"side": "long", "entry": "100"}, price=Decimal("100"))
-    pwf = db.fetch_one("select w.id from public.workflow_schedules w join public.traders t on t.id = w.trader_id"
+    pwf = db.fetch_one("select w.id from public.workflow_schedules w"
+                       " join public.traders t on t.id = w.trader_id"
                        " where t.user_id = %(u)s and w.workflow_type = 'position_management'", {"u": uid})
     assert pwf is not None
     db.call("claim_candle", workflow_id=pwf["id"], candle_time=T0, lease_seconds=300)
@@ -331,21 +338,26 @@ def _setup_workflow_for(db: Database, uid: uuid.UUID) -> tuple[uuid.UUID, uuid.U
     return uuid.UUID(out["workflow_id"]), signal
 
 
+def _counts_as_service(db: Database) -> dict[str, int]:
+    return {t: db.fetch_one(f"select count(*) as n from public.{t}")["n"] for t in TABLES}  # type: ignore[index]
+
+
 def test_rls_a_user_reads_only_their_own_rows_and_writes_nothing(db: Database, db_url: str) -> None:
     alice = _populate(db)
+    alone = _counts_as_service(db)  # what one user owns, table by table
     bob = _populate(db)
+    assert _counts_as_service(db) == {t: 2 * n for t, n in alone.items()}
+    assert all(n >= 1 for n in alone.values()), alone
     with psycopg.connect(db_url) as conn:
         for me, other in ((alice, bob), (bob, alice)):
             conn.execute("set local role authenticated")
             conn.execute("select set_config('request.jwt.claims', %s, true)", (f'{{"sub": "{me}"}}',))
-            for table in TABLES:
-                mine = conn.execute(f"select count(*) from public.{table}").fetchone()
-                assert mine is not None and mine[0] >= 1, table
-            owned = conn.execute("select count(*) from public.traders where user_id = %s", (str(other),)).fetchone()
-            assert owned == (0,)
-            others = conn.execute("select count(*) from public.notifications where user_id = %s",
+            seen = {t: conn.execute(f"select count(*) from public.{t}").fetchone()[0]  # type: ignore[index]
+                    for t in TABLES}
+            assert seen == alone  # exactly their own rows, in every table
+            leaked = conn.execute("select count(*) from public.traders where user_id = %s",
                                   (str(other),)).fetchone()
-            assert others == (0,)
+            assert leaked == (0,)
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute("update public.signals set status = 'expired'")
             conn.rollback()
