@@ -13,8 +13,24 @@ from datetime import UTC, datetime, timedelta
 from functions.core.errors import InvalidInterval
 
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-SUPPORTED = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h",
-             "1d", "3d", "1w", "1M")
+SUPPORTED = (
+    "1s",
+    "1m",
+    "3m",
+    "5m",
+    "15m",
+    "30m",
+    "1h",
+    "2h",
+    "4h",
+    "6h",
+    "8h",
+    "12h",
+    "1d",
+    "3d",
+    "1w",
+    "1M",
+)
 # 1970-01-05 is the first Monday after the epoch; Binance weekly candles open on Mondays.
 _WEEK_OFFSET_MS = 4 * 86_400_000
 

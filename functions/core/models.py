@@ -151,3 +151,73 @@ class ManagePositionRequest(BaseModel):
     candle: dict[str, Any]
     recent_decisions: list[dict[str, Any]] = Field(default_factory=list)
     metadata: TraceMetadata
+
+
+class _Outcome(BaseModel):
+    """Base of what the SQL functions answer (jsonb); unknown keys are kept out."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Registration(_Outcome):
+    action: str  # registered | already_registered | ignored | stopped | already_stopped
+    workflow_id: UUID | None = None
+    reason: str | None = None
+    symbol: str | None = None
+    interval: str | None = None
+
+
+class ClaimResult(_Outcome):
+    claimed: bool
+    reason: str  # claimed | lease_expired | duplicate | older_candle | inactive | entity_closed | not_found
+
+
+class SetupOutcome(_Outcome):
+    outcome: str  # continued | expired | entered | bad_setup | monitoring | duplicate | not_applied
+    analysis_id: UUID | None = None
+    reanalysis_count: int | None = None
+    position_id: UUID | None = None
+    position_workflow_id: UUID | None = None
+    workflow_id: UUID | None = None
+
+
+class DecisionOutcome(_Outcome):
+    outcome: str  # applied | rejected | duplicate
+    decision_id: UUID | None = None
+    reason: str | None = None
+    workflow_stopped: bool = False
+
+
+class FailureOutcome(_Outcome):
+    consecutive_errors: int
+    disabled: bool
+
+
+class ReconcileOutcome(_Outcome):
+    registered_setup: list[UUID] = Field(default_factory=list)
+    registered_positions: list[UUID] = Field(default_factory=list)
+    stopped: list[UUID] = Field(default_factory=list)
+    active_setup: int = 0
+    active_positions: int = 0
+
+
+class SetupContext(BaseModel):
+    """What the setup-analysis prompt needs: the signal, its trader, its history."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workflow_id: UUID | None
+    signal_id: UUID
+    signal: dict[str, Any]
+    trader: dict[str, Any]
+    previous_analyses: list[dict[str, Any]]
+
+
+class PositionContext(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    workflow_id: UUID
+    trader_id: UUID
+    position: PositionSnapshot
+    position_row: dict[str, Any]
+    recent_decisions: list[dict[str, Any]]

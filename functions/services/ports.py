@@ -7,13 +7,28 @@ adapters), so each use case can be driven in a test by a real adapter or a small
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+from uuid import UUID
 
-from functions.core.contracts import AnalysisJob
+from functions.core.contracts import AnalysisJob, CandleClosed, WorkflowType
+from functions.core.guardrails import Verdict
 from functions.core.models import (
     AnalyzeSignalRequest,
+    ClaimResult,
+    DecisionOutcome,
+    FailureOutcome,
     LlmResult,
+    ManagementAnswer,
     ManagePositionRequest,
+    PositionContext,
+    PositionSnapshot,
+    ReconcileOutcome,
+    Registration,
+    SetupAnswer,
+    SetupContext,
+    SetupOutcome,
 )
 from functions.core.telemetry import MetricName
 
@@ -50,3 +65,68 @@ class Metrics(Protocol):
     def count(self, name: MetricName, value: float = 1) -> None: ...
 
     def timing_ms(self, name: MetricName, value: float) -> None: ...
+
+
+class Repository(Protocol):
+    """Postgres, through the SQL functions that hold the invariants.
+
+    Raises `DatabaseUnavailable` (transient: the message is redelivered) or
+    `DatabaseError`/`NotFound`; never a driver error.
+    """
+
+    # registration and stopping
+    def register_setup_monitoring(self, analysis_id: UUID, max_reanalyses: int) -> Registration: ...
+    def register_position_management(self, position_id: UUID) -> Registration: ...
+    def stop_position_management(self, position_id: UUID, reason: str) -> Registration: ...
+    def stop_workflow(self, workflow_id: UUID, reason: str) -> Registration: ...
+    def initial_analysis_wanted(self, signal_id: UUID) -> tuple[bool, str]: ...
+
+    # claims
+    def claim_candle(self, workflow_id: UUID, candle_time: datetime, lease_s: int) -> ClaimResult: ...
+    def claim_initial_analysis(self, signal_id: UUID, lease_s: int) -> ClaimResult: ...
+
+    # context for prompts
+    def setup_context(
+        self, *, workflow_id: UUID | None = None, signal_id: UUID | None = None
+    ) -> SetupContext: ...
+    def position_context(self, workflow_id: UUID) -> PositionContext: ...
+
+    # record + apply, one transaction each
+    def record_setup_analysis(
+        self, workflow_id: UUID, candle: CandleClosed, answer: SetupAnswer, latency_ms: int
+    ) -> SetupOutcome: ...
+    def record_initial_analysis(
+        self, signal_id: UUID, answer: SetupAnswer, latency_ms: int, max_reanalyses: int
+    ) -> SetupOutcome: ...
+    def record_management_decision(
+        self,
+        workflow_id: UUID,
+        candle: CandleClosed,
+        position: PositionSnapshot,
+        verdict: Verdict,
+        *,
+        params: dict[str, Any],
+        answer: ManagementAnswer | None,
+        latency_ms: int | None,
+        source: str = "llm",
+        exit_price: Decimal | None = None,
+    ) -> DecisionOutcome: ...
+    def record_workflow_failure(
+        self, workflow_id: UUID, candle_time: datetime | None, kind: str, message: str, max_errors: int
+    ) -> FailureOutcome: ...
+    def record_initial_failure(self, signal_id: UUID, kind: str, message: str) -> None: ...
+
+    # fan-out and reconciliation
+    def workflows_for_candle(self, candle: CandleClosed) -> list[tuple[UUID, WorkflowType]]: ...
+    def reconcile(self, max_reanalyses: int) -> ReconcileOutcome: ...
+
+    # admin reads
+    def list_workflows(
+        self,
+        *,
+        active: bool | None = None,
+        workflow_type: str | None = None,
+        symbol: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]: ...
+    def workflow_detail(self, workflow_id: UUID) -> dict[str, Any]: ...

@@ -1,0 +1,342 @@
+"""The `Repository` port over Postgres: thin calls into the SQL functions.
+
+Every write goes through a SQL function that holds its invariant in one transaction;
+this module only maps Python values in and jsonb answers out. Reads for prompts and the
+admin API are plain queries.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from functions.adapters.postgres import Database, Row
+from functions.core.contracts import CandleClosed, WorkflowType
+from functions.core.errors import NotFound
+from functions.core.guardrails import Verdict
+from functions.core.models import (
+    ClaimResult,
+    DecisionOutcome,
+    FailureOutcome,
+    ManagementAnswer,
+    PositionContext,
+    PositionSnapshot,
+    ReconcileOutcome,
+    Registration,
+    SetupAnswer,
+    SetupContext,
+    SetupOutcome,
+)
+
+_HISTORY = 5  # previous analyses / decisions given to the LLM as context
+
+
+def _confidence(value: float | None) -> Decimal | None:
+    return None if value is None else Decimal(str(round(value, 4)))
+
+
+def _json_ready(row: Row) -> dict[str, Any]:
+    """Row values as JSON-friendly primitives (the prompt is JSON)."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, Decimal):
+            out[key] = format(value, "f")
+        elif isinstance(value, datetime):
+            out[key] = value.isoformat()
+        elif isinstance(value, UUID):
+            out[key] = str(value)
+        else:
+            out[key] = value
+    return out
+
+
+class PostgresRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # registration and stopping ---------------------------------------------------------
+
+    def register_setup_monitoring(self, analysis_id: UUID, max_reanalyses: int) -> Registration:
+        return Registration.model_validate(
+            self.db.call("register_setup_monitoring", analysis_id=analysis_id, max_reanalyses=max_reanalyses)
+        )
+
+    def register_position_management(self, position_id: UUID) -> Registration:
+        return Registration.model_validate(
+            self.db.call("register_position_management", position_id=position_id, check_gate=True)
+        )
+
+    def stop_position_management(self, position_id: UUID, reason: str) -> Registration:
+        return Registration.model_validate(
+            self.db.call("stop_position_management", position_id=position_id, reason=reason)
+        )
+
+    def stop_workflow(self, workflow_id: UUID, reason: str) -> Registration:
+        return Registration.model_validate(
+            self.db.call("stop_workflow", workflow_id=workflow_id, reason=reason)
+        )
+
+    def initial_analysis_wanted(self, signal_id: UUID) -> tuple[bool, str]:
+        row = self.db.fetch_one(
+            "select s.status, t.auto_analyze_signals, public.monitoring_allowed(t.user_id) as allowed,"
+            " exists (select 1 from public.signal_analyses a where a.signal_id = s.id"
+            "         and a.analysis_type = 'initial') as analysed"
+            " from public.signals s join public.traders t on t.id = s.trader_id where s.id = %(id)s",
+            {"id": signal_id},
+        )
+        if row is None:
+            return False, "signal_not_found"
+        if not row["auto_analyze_signals"]:
+            return False, "auto_analyze_off"
+        if row["analysed"]:
+            return False, "already_analysed"
+        if row["status"] != "new":
+            return False, f"signal_{row['status']}"
+        if not row["allowed"]:
+            return False, "rollout_gate"
+        return True, "queued"
+
+    # claims -----------------------------------------------------------------------------
+
+    def claim_candle(self, workflow_id: UUID, candle_time: datetime, lease_s: int) -> ClaimResult:
+        return ClaimResult.model_validate(
+            self.db.call(
+                "claim_candle", workflow_id=workflow_id, candle_time=candle_time, lease_seconds=lease_s
+            )
+        )
+
+    def claim_initial_analysis(self, signal_id: UUID, lease_s: int) -> ClaimResult:
+        return ClaimResult.model_validate(
+            self.db.call("claim_initial_analysis", signal_id=signal_id, lease_seconds=lease_s)
+        )
+
+    # context --------------------------------------------------------------------------
+
+    def setup_context(
+        self, *, workflow_id: UUID | None = None, signal_id: UUID | None = None
+    ) -> SetupContext:
+        if workflow_id is not None:
+            wf = self.db.fetch_one(
+                "select signal_id from public.workflow_schedules where id = %(id)s", {"id": workflow_id}
+            )
+            if wf is None:
+                raise NotFound(f"workflow {workflow_id} not found")
+            signal_id = wf["signal_id"]
+        signal = self.db.fetch_one("select * from public.signals where id = %(id)s", {"id": signal_id})
+        if signal is None:
+            raise NotFound(f"signal {signal_id} not found")
+        trader = self.db.fetch_one(
+            "select id, user_id, name, auto_analyze_signals, filter from public.traders where id = %(id)s",
+            {"id": signal["trader_id"]},
+        )
+        previous = self.db.fetch_all(
+            "select decision, confidence, reasoning, analysis_type, candle_time, created_at"
+            " from public.signal_analyses where signal_id = %(id)s"
+            " order by created_at desc, id desc limit %(n)s",
+            {"id": signal_id, "n": _HISTORY},
+        )
+        return SetupContext(
+            workflow_id=workflow_id,
+            signal_id=signal["id"],
+            signal=_json_ready(signal),
+            trader=_json_ready(trader or {}),
+            previous_analyses=[_json_ready(r) for r in previous],
+        )
+
+    def position_context(self, workflow_id: UUID) -> PositionContext:
+        row = self.db.fetch_one(
+            "select p.*, w.id as workflow_id from public.workflow_schedules w"
+            " join public.positions p on p.id = w.position_id where w.id = %(id)s",
+            {"id": workflow_id},
+        )
+        if row is None:
+            raise NotFound(f"position workflow {workflow_id} not found")
+        recent = self.db.fetch_all(
+            "select candle_time, action, params, status, rejection_reason, price, reasoning"
+            " from public.management_decisions where position_id = %(id)s"
+            " order by candle_time desc limit %(n)s",
+            {"id": row["id"], "n": _HISTORY},
+        )
+        snapshot = PositionSnapshot.model_validate(row)
+        row.pop("workflow_id")
+        return PositionContext(
+            workflow_id=workflow_id,
+            trader_id=row["trader_id"],
+            position=snapshot,
+            position_row=_json_ready(row),
+            recent_decisions=[_json_ready(r) for r in recent],
+        )
+
+    # record + apply -------------------------------------------------------------------
+
+    def record_setup_analysis(
+        self, workflow_id: UUID, candle: CandleClosed, answer: SetupAnswer, latency_ms: int
+    ) -> SetupOutcome:
+        return SetupOutcome.model_validate(
+            self.db.call(
+                "record_setup_analysis",
+                workflow_id=workflow_id,
+                candle_time=candle.close_time,
+                decision=answer.decision.value,
+                price=candle.close,
+                **self._answer_fields(answer, latency_ms),
+                trade_plan=None if answer.trade_plan is None else answer.trade_plan.model_dump(mode="json"),
+            )
+        )
+
+    def record_initial_analysis(
+        self, signal_id: UUID, answer: SetupAnswer, latency_ms: int, max_reanalyses: int
+    ) -> SetupOutcome:
+        return SetupOutcome.model_validate(
+            self.db.call(
+                "record_initial_analysis",
+                signal_id=signal_id,
+                decision=answer.decision.value,
+                max_reanalyses=max_reanalyses,
+                **self._answer_fields(answer, latency_ms),
+                trade_plan=None if answer.trade_plan is None else answer.trade_plan.model_dump(mode="json"),
+            )
+        )
+
+    def record_management_decision(
+        self,
+        workflow_id: UUID,
+        candle: CandleClosed,
+        position: PositionSnapshot,
+        verdict: Verdict,
+        *,
+        params: dict[str, Any],
+        answer: ManagementAnswer | None,
+        latency_ms: int | None,
+        source: str = "llm",
+        exit_price: Decimal | None = None,
+    ) -> DecisionOutcome:
+        answer_fields = self._answer_fields(answer, latency_ms) if answer is not None else {}
+        return DecisionOutcome.model_validate(
+            self.db.call(
+                "record_management_decision",
+                workflow_id=workflow_id,
+                candle_time=candle.close_time,
+                action=verdict.action,
+                params=params,
+                verdict="apply" if verdict.apply else "reject",
+                rejection_reason=verdict.reason,
+                price=candle.close,
+                expected_version=position.version,
+                new_stop_loss=verdict.stop_loss,
+                new_take_profit=verdict.take_profit,
+                reduce_fraction=verdict.fraction,
+                exit_price=exit_price,
+                source=source,
+                **answer_fields,
+            )
+        )
+
+    @staticmethod
+    def _answer_fields(answer: SetupAnswer | ManagementAnswer, latency_ms: int | None) -> dict[str, Any]:
+        return {
+            "confidence": _confidence(answer.confidence),
+            "reasoning": answer.reasoning,
+            "prompt_tokens": answer.usage.prompt_tokens,
+            "completion_tokens": answer.usage.completion_tokens,
+            "total_tokens": answer.usage.total_tokens,
+            "latency_ms": latency_ms,
+            "model": answer.model,
+            "trace_id": answer.trace_id,
+        }
+
+    def record_workflow_failure(
+        self, workflow_id: UUID, candle_time: datetime | None, kind: str, message: str, max_errors: int
+    ) -> FailureOutcome:
+        return FailureOutcome.model_validate(
+            self.db.call(
+                "record_workflow_failure",
+                workflow_id=workflow_id,
+                candle_time=candle_time,
+                error_kind=kind,
+                message=message,
+                max_errors=max_errors,
+            )
+        )
+
+    def record_initial_failure(self, signal_id: UUID, kind: str, message: str) -> None:
+        self.db.call("record_initial_failure", signal_id=signal_id, error_kind=kind, message=message)
+
+    # fan-out, reconciliation ------------------------------------------------------------
+
+    def workflows_for_candle(self, candle: CandleClosed) -> list[tuple[UUID, WorkflowType]]:
+        rows = self.db.fetch_all(
+            "select workflow_id, workflow_type from public.workflows_for_candle(%(s)s, %(i)s, %(t)s)",
+            {"s": candle.symbol, "i": candle.interval, "t": candle.close_time},
+        )
+        return [(r["workflow_id"], WorkflowType(r["workflow_type"])) for r in rows]
+
+    def reconcile(self, max_reanalyses: int) -> ReconcileOutcome:
+        return ReconcileOutcome.model_validate(
+            self.db.call("reconcile_workflows", max_reanalyses=max_reanalyses)
+        )
+
+    # admin reads ------------------------------------------------------------------------
+
+    def list_workflows(
+        self,
+        *,
+        active: bool | None = None,
+        workflow_type: str | None = None,
+        symbol: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        rows = self.db.fetch_all(
+            "select * from public.workflow_schedules"
+            " where (%(active)s::boolean is null or is_active = %(active)s)"
+            "   and (%(type)s::text is null or workflow_type = %(type)s)"
+            "   and (%(symbol)s::text is null or symbol = %(symbol)s)"
+            " order by created_at desc, id limit %(limit)s",
+            {"active": active, "type": workflow_type, "symbol": symbol, "limit": limit},
+        )
+        return [_json_ready(r) for r in rows]
+
+    def workflow_detail(self, workflow_id: UUID) -> dict[str, Any]:
+        row = self.db.fetch_one(
+            "select * from public.workflow_schedules where id = %(id)s", {"id": workflow_id}
+        )
+        if row is None:
+            raise NotFound(f"workflow {workflow_id} not found")
+        detail = _json_ready(row)
+        detail["analyses"] = (
+            [
+                _json_ready(r)
+                for r in self.db.fetch_all(
+                    "select id, decision, confidence, reasoning, analysis_type, candle_time, total_tokens,"
+                    " latency_ms, created_at from public.signal_analyses where signal_id = %(s)s"
+                    " order by created_at, id",
+                    {"s": row["signal_id"]},
+                )
+            ]
+            if row["signal_id"] is not None and row["workflow_type"] == "setup_monitoring"
+            else []
+        )
+        detail["decisions"] = (
+            [
+                _json_ready(r)
+                for r in self.db.fetch_all(
+                    "select id, candle_time, action, params, source, status, rejection_reason, price,"
+                    " realized_pnl, total_tokens, latency_ms, created_at from public.management_decisions"
+                    " where position_id = %(p)s order by candle_time",
+                    {"p": row["position_id"]},
+                )
+            ]
+            if row["position_id"] is not None
+            else []
+        )
+        detail["errors"] = [
+            _json_ready(r)
+            for r in self.db.fetch_all(
+                "select candle_time, error_kind, message, created_at from public.workflow_errors"
+                " where workflow_id = %(w)s order by created_at, id",
+                {"w": workflow_id},
+            )
+        ]
+        return detail

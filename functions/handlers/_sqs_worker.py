@@ -1,0 +1,44 @@
+"""The shape both SQS workers share: Powertools BatchProcessor with partial failures.
+
+A record that raises (a database outage, a malformed body) is reported in
+`batchItemFailures` and SQS redelivers only that one; after the queue's
+maxReceiveCount it lands in the DLQ. Everything else is recorded in Postgres.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from functions.core.contracts import AnalysisJob
+from functions.handlers import wiring
+from functions.services.jobs import JobOutcome
+from functions.services.ports import LlmProxy, Metrics, Repository
+
+Process = Callable[..., JobOutcome]
+
+
+def handle_batch(event: dict[str, Any], context: Any, process: Process) -> dict[str, Any]:
+    deps = wiring.container()
+    assert deps.llm is not None
+    deadline = wiring.deadline_from(context)
+    processor = BatchProcessor(event_type=EventType.SQS)
+
+    def record_handler(record: SQSRecord) -> str:
+        job = AnalysisJob.model_validate_json(record.body)
+        repo: Repository = deps.repo
+        llm: LlmProxy = deps.llm  # type: ignore[assignment]
+        metrics: Metrics = deps.metrics
+        return process(
+            job, repo=repo, llm=llm, metrics=metrics, config=deps.worker_config, deadline=deadline
+        ).status
+
+    try:
+        return process_partial_response(  # type: ignore[return-value]
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+    finally:
+        deps.metrics.flush()

@@ -1,0 +1,40 @@
+"""Fan-out Lambda: EventBridge `CandleClosed` → one SQS job per active workflow."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+
+from functions.core.contracts import CandleClosed
+from functions.core.telemetry import SERVICE
+from functions.handlers import wiring
+from functions.services.fan_out import fan_out
+
+logger = Logger(service=SERVICE)
+
+
+class CandleClosedEvent(EventBridgeModel):
+    detail: CandleClosed
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    deps = wiring.container()
+    candle = parse(event=event, model=CandleClosedEvent).detail
+    assert deps.queue is not None, "SETUP_QUEUE_URL and POSITION_QUEUE_URL must be set"
+    try:
+        result = fan_out(
+            candle,
+            repo=deps.repo,
+            queue=deps.queue,
+            metrics=deps.metrics,
+            now=datetime.now(UTC),
+            stale_intervals=deps.settings.stale_candle_intervals,
+        )
+    finally:
+        deps.metrics.flush()
+    return {"workflows": result.workflows, "jobs_sent": result.jobs_sent, "stale": result.stale}

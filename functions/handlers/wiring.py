@@ -1,0 +1,100 @@
+"""Builds each function's dependencies once per container, on first use.
+
+Nothing is read or connected at import (a cold start imports, then the first event
+builds); tests and the local runner call `use()` to inject their own parts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from functions.core.guardrails import GuardrailConfig
+from functions.services.jobs import WorkerConfig
+from functions.services.ports import JobQueue, LlmProxy, Metrics, Repository
+from functions.settings import Settings, get_settings
+
+
+class FlushableMetrics(Metrics, Protocol):
+    def flush(self) -> None: ...
+
+
+@dataclass
+class Container:
+    settings: Settings
+    repo: Repository
+    metrics: FlushableMetrics
+    queue: JobQueue | None = None
+    llm: LlmProxy | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def worker_config(self) -> WorkerConfig:
+        s = self.settings
+        return WorkerConfig(
+            max_consecutive_errors=s.max_consecutive_errors,
+            claim_lease_s=s.claim_lease_s,
+            max_reanalyses=s.max_reanalyses,
+            stage=s.stage,
+            paper_execution=s.paper_execution,
+            guardrails=GuardrailConfig(allow_sl_loosening=s.allow_sl_loosening),
+        )
+
+
+_container: Container | None = None
+
+
+def build(settings: Settings) -> Container:
+    """The production wiring: Postgres, SQS, llm-proxy over HTTP, EMF metrics."""
+    import boto3
+
+    from functions.adapters.aws import PowertoolsMetrics, SqsJobQueue
+    from functions.adapters.llm_proxy import HttpLlmProxy
+    from functions.adapters.postgres import Database
+    from functions.adapters.repository import PostgresRepository
+
+    if settings.database_url is None:
+        raise RuntimeError("DATABASE_URL is not set")
+    repo = PostgresRepository(Database(settings.database_url.get_secret_value()))
+    queue = None
+    if settings.setup_queue_url and settings.position_queue_url:
+        queue = SqsJobQueue(
+            boto3.client("sqs"),
+            setup_queue_url=settings.setup_queue_url,
+            position_queue_url=settings.position_queue_url,
+        )
+    return Container(
+        settings=settings,
+        repo=repo,
+        metrics=PowertoolsMetrics(settings.stage),
+        queue=queue,
+        llm=HttpLlmProxy.from_settings(settings),
+    )
+
+
+def container() -> Container:
+    global _container
+    if _container is None:
+        _container = build(get_settings())
+    return _container
+
+
+def use(replacement: Container | None) -> None:
+    """Inject a container (tests, the local runner); `None` resets to lazy production wiring."""
+    global _container
+    _container = replacement
+
+
+def deadline_from(context: Any, safety_s: float = 3.0) -> float | None:
+    """A monotonic instant a few seconds before the Lambda's own timeout."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None
+    left_ms: float = remaining()
+    return time.monotonic() + max(0.0, left_ms / 1000 - safety_s)
+
+
+def current() -> Container | None:
+    """The container if one was built or injected (no side effects)."""
+    return _container

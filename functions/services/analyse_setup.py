@@ -1,0 +1,178 @@
+"""Setup-analysis use case: re-analyse a `wait` signal at a candle close (or analyse a
+new signal once), then record the analysis and apply its decision in one SQL call.
+
+Order matters: claim first (a second delivery stops here), call the LLM, then record +
+apply. The LLM call carries `Idempotency-Key: <workflow>:<candle>` so even a taken-over
+claim does not pay for a second answer.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from functions.core.contracts import AnalysisJob, JobKind, format_time
+from functions.core.errors import LlmProxyError, LlmProxyInvalidAnswer
+from functions.core.models import (
+    AnalysisType,
+    AnalyzeSignalRequest,
+    Decision,
+    LlmResult,
+    SetupAnswer,
+    SetupContext,
+    SetupOutcome,
+    TraceMetadata,
+)
+from functions.core.telemetry import SERVICE, LogEvent, MetricName
+from functions.services.jobs import (
+    JobOutcome,
+    WorkerConfig,
+    count_llm_success,
+    error_kind,
+    record_llm_failure,
+    skipped_claim,
+)
+from functions.services.ports import LlmProxy, Metrics, Repository
+
+log = logging.getLogger(f"{SERVICE}.setup")
+
+
+def _request(job: AnalysisJob, ctx: SetupContext, config: WorkerConfig) -> AnalyzeSignalRequest:
+    monitoring = job.kind is JobKind.CANDLE
+    return AnalyzeSignalRequest(
+        signal=ctx.signal,
+        trader=ctx.trader,
+        candle=job.candle.to_detail() if job.candle else None,
+        previous_analyses=ctx.previous_analyses,
+        analysis_type=AnalysisType.MONITORING if monitoring else AnalysisType.INITIAL,
+        metadata=TraceMetadata(
+            workflow_id=job.workflow_id,
+            workflow_type="setup_monitoring" if monitoring else None,
+            signal_id=ctx.signal_id,
+            trader_id=ctx.trader.get("id"),
+            candle_time=format_time(job.candle.close_time) if job.candle else None,
+            analysis_type=(AnalysisType.MONITORING if monitoring else AnalysisType.INITIAL).value,
+            stage=config.stage,
+        ),
+    )
+
+
+def _answer(result: LlmResult, *, need_entry: bool) -> SetupAnswer:
+    answer = result.answer
+    if not isinstance(answer, SetupAnswer):
+        raise LlmProxyInvalidAnswer("analyze-signal answered a management action")
+    if answer.decision is Decision.ENTER_TRADE:
+        if answer.trade_plan is None:
+            raise LlmProxyInvalidAnswer("enter_trade without a trade_plan")
+        if need_entry and answer.trade_plan.entry is None:
+            raise LlmProxyInvalidAnswer("enter_trade without an entry price and no candle to price it")
+    return answer
+
+
+def _log_outcome(
+    job: AnalysisJob, answer: SetupAnswer, result: LlmResult, outcome: SetupOutcome, metrics: Metrics
+) -> None:
+    log.info(
+        LogEvent.ANALYSIS_COMPLETE,
+        extra={
+            "workflow_id": str(job.workflow_id or outcome.workflow_id),
+            "signal_id": str(job.signal_id or ""),
+            "decision": answer.decision.value,
+            "confidence": answer.confidence,
+            "tokens": answer.usage.total_tokens,
+            "latency_ms": result.latency_ms,
+            "outcome": outcome.outcome,
+        },
+    )
+    if outcome.outcome in ("expired", "entered", "bad_setup"):
+        metrics.count(MetricName.WORKFLOWS_STOPPED)
+        log.info(
+            LogEvent.WORKFLOW_STOPPED, extra={"workflow_id": str(job.workflow_id), "reason": outcome.outcome}
+        )
+    if outcome.position_workflow_id is not None or outcome.outcome == "monitoring":
+        metrics.count(MetricName.WORKFLOWS_STARTED)
+        log.info(
+            LogEvent.WORKFLOW_STARTED,
+            extra={
+                "workflow_id": str(outcome.position_workflow_id or outcome.workflow_id),
+                "via": "analysis",
+                "position_id": str(outcome.position_id or ""),
+            },
+        )
+
+
+def process_setup_job(
+    job: AnalysisJob,
+    *,
+    repo: Repository,
+    llm: LlmProxy,
+    metrics: Metrics,
+    config: WorkerConfig,
+    deadline: float | None = None,
+) -> JobOutcome:
+    if job.kind is JobKind.INITIAL_ANALYSIS:
+        return _initial(job, repo=repo, llm=llm, metrics=metrics, config=config, deadline=deadline)
+    assert job.workflow_id is not None and job.candle is not None
+
+    claim = repo.claim_candle(job.workflow_id, job.candle.close_time, config.claim_lease_s)
+    if not claim.claimed:
+        return skipped_claim(job, claim.reason, metrics)
+
+    ctx = repo.setup_context(workflow_id=job.workflow_id)
+    try:
+        result = llm.analyze_signal(
+            _request(job, ctx, config), idempotency_key=job.dedup_key, deadline=deadline
+        )
+        answer = _answer(result, need_entry=False)
+    except LlmProxyError as exc:
+        return record_llm_failure(job, exc, repo=repo, metrics=metrics, config=config)
+
+    outcome = repo.record_setup_analysis(job.workflow_id, job.candle, answer, result.latency_ms)
+    if outcome.outcome == "duplicate":
+        # The claim should make this impossible: an alarm watches this metric.
+        metrics.count(MetricName.DUPLICATE_CANDLES_PROCESSED)
+        return JobOutcome("skipped", "duplicate_record", job.workflow_id)
+    count_llm_success(result, metrics)
+    _log_outcome(job, answer, result, outcome, metrics)
+    return JobOutcome("done", outcome.outcome, job.workflow_id, result.latency_ms, answer.usage.total_tokens)
+
+
+def _initial(
+    job: AnalysisJob,
+    *,
+    repo: Repository,
+    llm: LlmProxy,
+    metrics: Metrics,
+    config: WorkerConfig,
+    deadline: float | None,
+) -> JobOutcome:
+    assert job.signal_id is not None
+    claim = repo.claim_initial_analysis(job.signal_id, config.claim_lease_s)
+    if not claim.claimed:
+        return skipped_claim(job, claim.reason, metrics)
+    ctx = repo.setup_context(signal_id=job.signal_id)
+    try:
+        result = llm.analyze_signal(
+            _request(job, ctx, config), idempotency_key=job.dedup_key, deadline=deadline
+        )
+        answer = _answer(result, need_entry=True)
+    except LlmProxyError as exc:
+        repo.record_initial_failure(job.signal_id, error_kind(exc), str(exc))
+        metrics.count(MetricName.ANALYSIS_ERRORS)
+        log.warning(
+            LogEvent.ERROR,
+            extra={
+                "signal_id": str(job.signal_id),
+                "error_kind": error_kind(exc),
+                "error_message": str(exc)[:500],
+            },
+        )
+        return JobOutcome("failed", error_kind(exc))
+    outcome = repo.record_initial_analysis(job.signal_id, answer, result.latency_ms, config.max_reanalyses)
+    if outcome.outcome == "duplicate":
+        metrics.count(MetricName.DUPLICATE_CANDLES_PROCESSED)
+        return JobOutcome("skipped", "duplicate_record")
+    count_llm_success(result, metrics)
+    _log_outcome(job, answer, result, outcome, metrics)
+    return JobOutcome(
+        "done", outcome.outcome, outcome.workflow_id, result.latency_ms, answer.usage.total_tokens
+    )

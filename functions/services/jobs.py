@@ -1,0 +1,97 @@
+"""What both workers share: the claim, the failure path and the success metrics.
+
+Failure policy (the brief's error scenarios): an llm-proxy problem (down, slow, invalid
+answer) is recorded against the workflow and the job is finished — retrying the same
+candle later would analyse a stale market; five in a row disable the workflow and tell
+its user. A database outage is different: nothing was recorded, so the exception
+propagates and SQS redelivers the message once the claim's lease has run out.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from functions.core.contracts import AnalysisJob
+from functions.core.errors import LlmProxyError, LlmProxyInvalidAnswer, LlmProxyRejected
+from functions.core.guardrails import GuardrailConfig
+from functions.core.models import LlmResult
+from functions.core.telemetry import SERVICE, LogEvent, MetricName
+from functions.services.ports import Metrics, Repository
+
+log = logging.getLogger(f"{SERVICE}.worker")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    max_consecutive_errors: int = 5
+    claim_lease_s: int = 300
+    max_reanalyses: int = 10
+    stage: str = "local"
+    paper_execution: bool = False
+    guardrails: GuardrailConfig = field(default_factory=GuardrailConfig)
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What happened to one job; `detail` is the SQL outcome or the skip/failure reason."""
+
+    status: str  # done | skipped | failed
+    detail: str
+    workflow_id: UUID | None = None
+    llm_latency_ms: int | None = None
+    tokens: int = 0
+
+
+def error_kind(exc: LlmProxyError) -> str:
+    if isinstance(exc, LlmProxyInvalidAnswer):
+        return "llm_invalid_answer"
+    if isinstance(exc, LlmProxyRejected):
+        return "llm_rejected"
+    return "llm_unavailable"
+
+
+def skipped_claim(job: AnalysisJob, reason: str, metrics: Metrics) -> JobOutcome:
+    if reason == "duplicate":
+        metrics.count(MetricName.DUPLICATE_CLAIMS_SKIPPED)
+    log.info("Job skipped", extra={"workflow_id": str(job.workflow_id), "reason": reason})
+    return JobOutcome("skipped", reason, job.workflow_id)
+
+
+def record_llm_failure(
+    job: AnalysisJob, exc: LlmProxyError, *, repo: Repository, metrics: Metrics, config: WorkerConfig
+) -> JobOutcome:
+    assert job.workflow_id is not None and job.candle is not None
+    kind = error_kind(exc)
+    failure = repo.record_workflow_failure(
+        job.workflow_id, job.candle.close_time, kind, str(exc), config.max_consecutive_errors
+    )
+    metrics.count(MetricName.ANALYSIS_ERRORS)
+    log.warning(
+        LogEvent.ERROR,
+        extra={
+            "workflow_id": str(job.workflow_id),
+            "error_kind": kind,
+            "error_message": str(exc)[:500],
+            "consecutive_errors": failure.consecutive_errors,
+        },
+    )
+    if failure.disabled:
+        metrics.count(MetricName.WORKFLOWS_AUTO_DISABLED)
+        metrics.count(MetricName.WORKFLOWS_STOPPED)
+        log.warning(
+            LogEvent.WORKFLOW_STOPPED,
+            extra={
+                "workflow_id": str(job.workflow_id),
+                "reason": "auto_disabled",
+                "consecutive_errors": failure.consecutive_errors,
+            },
+        )
+    return JobOutcome("failed", kind, job.workflow_id)
+
+
+def count_llm_success(result: LlmResult, metrics: Metrics) -> None:
+    metrics.count(MetricName.ANALYSES_COMPLETED)
+    metrics.timing_ms(MetricName.ANALYSIS_LATENCY_MS, result.latency_ms)
+    metrics.count(MetricName.TOKENS_USED, result.answer.usage.total_tokens)

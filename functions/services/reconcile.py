@@ -1,0 +1,45 @@
+"""Reconciler use case (every minute): make the webhook fast path complete.
+
+Supabase webhooks never retry and may arrive out of order, so a lost one would leave a
+`wait` unmonitored or a closed position managed. The SQL function finds and fixes both;
+this reports what it fixed and publishes the active-workflow gauges for the dashboard.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from functions.core.models import ReconcileOutcome
+from functions.core.telemetry import SERVICE, LogEvent, MetricName
+from functions.services.ports import Metrics, Repository
+
+log = logging.getLogger(f"{SERVICE}.reconciler")
+
+
+def reconcile(*, repo: Repository, metrics: Metrics, max_reanalyses: int) -> ReconcileOutcome:
+    outcome = repo.reconcile(max_reanalyses)
+    fixes = len(outcome.registered_setup) + len(outcome.registered_positions) + len(outcome.stopped)
+    metrics.count(MetricName.RECONCILER_FIXES, fixes)
+    metrics.count(MetricName.ACTIVE_SETUP_WORKFLOWS, outcome.active_setup)
+    metrics.count(MetricName.ACTIVE_POSITION_WORKFLOWS, outcome.active_positions)
+    started = len(outcome.registered_setup) + len(outcome.registered_positions)
+    if started:
+        metrics.count(MetricName.WORKFLOWS_STARTED, started)
+    if outcome.stopped:
+        metrics.count(MetricName.WORKFLOWS_STOPPED, len(outcome.stopped))
+    for wf in (*outcome.registered_setup, *outcome.registered_positions):
+        log.info(LogEvent.WORKFLOW_STARTED, extra={"workflow_id": str(wf), "via": "reconciler"})
+    for wf in outcome.stopped:
+        log.info(
+            LogEvent.WORKFLOW_STOPPED,
+            extra={"workflow_id": str(wf), "reason": "entity_closed", "via": "reconciler"},
+        )
+    log.info(
+        "Reconciled",
+        extra={
+            "fixes": fixes,
+            "active_setup": outcome.active_setup,
+            "active_positions": outcome.active_positions,
+        },
+    )
+    return outcome
