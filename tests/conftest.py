@@ -7,6 +7,7 @@ takes tens of milliseconds and leaves nothing behind for the next test.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from functions.adapters.migrations import migrate
 from functions.adapters.postgres import Database
 
 TEMPLATE = "cmon_template"
+logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
 
 
 def _with_db(url: str, name: str) -> str:
@@ -69,3 +71,27 @@ def db(db_url: str) -> Iterator[Database]:
         yield database
     finally:
         database.close()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A real moto server on loopback, shared by the session (resources are per test)."""
+    from moto.server import ThreadedMotoServer
+
+    from functions.local.aws_stack import local_aws_env
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    saved = {k: os.environ.get(k) for k in local_aws_env(endpoint)}
+    os.environ.update(local_aws_env(endpoint))
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from functions.core.errors import InvalidInput
 
@@ -28,14 +28,6 @@ class WebhookPayload(BaseModel):
     schema_: str = Field(alias="schema", min_length=1)
     record: dict[str, Any] | None = None
     old_record: dict[str, Any] | None = None
-
-    @model_validator(mode="after")
-    def _row_present(self) -> WebhookPayload:
-        if self.type in ("INSERT", "UPDATE") and self.record is None:
-            raise ValueError("record is required for INSERT and UPDATE")
-        if self.type == "DELETE" and self.old_record is None:
-            raise ValueError("old_record is required for DELETE")
-        return self
 
 
 class CommandKind(StrEnum):
@@ -56,11 +48,16 @@ class Command:
 def parse_payload(body: Any) -> WebhookPayload:
     """Validate the envelope; raise InvalidInput naming the offending field."""
     try:
-        return WebhookPayload.model_validate(body)
+        payload = WebhookPayload.model_validate(body)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "body"
         raise InvalidInput(f"{field}: {first['msg']}", field=field) from exc
+    if payload.type in ("INSERT", "UPDATE") and payload.record is None:
+        raise InvalidInput(f"record: required for {payload.type}", field="record")
+    if payload.type == "DELETE" and payload.old_record is None:
+        raise InvalidInput("old_record: required for DELETE", field="old_record")
+    return payload
 
 
 def _uuid(row: dict[str, Any], key: str, where: str) -> UUID:
@@ -78,7 +75,7 @@ def route(payload: WebhookPayload) -> Command:
     if payload.schema_ != "public":
         return Command(CommandKind.IGNORE, reason="other_schema")
     row = payload.record if payload.record is not None else payload.old_record
-    assert row is not None  # guaranteed by the model
+    assert row is not None  # guaranteed by parse_payload
     where = "record" if payload.record is not None else "old_record"
 
     if payload.table == "signal_analyses":

@@ -20,8 +20,9 @@ def user(db: Database, tier: str = "elite") -> uuid.UUID:
     return uid
 
 
-def trader(db: Database, user_id: uuid.UUID | None = None, *, interval: str = "1m",
-           auto_analyze: bool = True) -> uuid.UUID:
+def trader(
+    db: Database, user_id: uuid.UUID | None = None, *, interval: str = "1m", auto_analyze: bool = True
+) -> uuid.UUID:
     user_id = user_id or user(db)
     row = db.fetch_one(
         "insert into public.traders (user_id, name, auto_analyze_signals, filter)"
@@ -52,16 +53,32 @@ def analysis(db: Database, signal_id: uuid.UUID, decision: str = "wait") -> uuid
     return uuid.UUID(str(row["id"]))
 
 
-def position(db: Database, trader_id: uuid.UUID, *, symbol: str = "BTCUSDT", side: str = "long",
-             entry: str = "50000", contracts: str = "1", stop_loss: str | None = None,
-             take_profit: str | None = None, signal_id: uuid.UUID | None = None) -> uuid.UUID:
+def position(
+    db: Database,
+    trader_id: uuid.UUID,
+    *,
+    symbol: str = "BTCUSDT",
+    side: str = "long",
+    entry: str = "50000",
+    contracts: str = "1",
+    stop_loss: str | None = None,
+    take_profit: str | None = None,
+    signal_id: uuid.UUID | None = None,
+) -> uuid.UUID:
     row = db.fetch_one(
         "insert into public.positions (trader_id, signal_id, symbol, side, entry_price, contracts,"
         " initial_contracts, stop_loss, take_profit) values (%(t)s, %(sig)s, %(s)s, %(side)s, %(e)s,"
         " %(c)s, %(c)s, %(sl)s, %(tp)s) returning id",
-        {"t": trader_id, "sig": signal_id, "s": symbol, "side": side, "e": Decimal(entry),
-         "c": Decimal(contracts), "sl": None if stop_loss is None else Decimal(stop_loss),
-         "tp": None if take_profit is None else Decimal(take_profit)},
+        {
+            "t": trader_id,
+            "sig": signal_id,
+            "s": symbol,
+            "side": side,
+            "e": Decimal(entry),
+            "c": Decimal(contracts),
+            "sl": None if stop_loss is None else Decimal(stop_loss),
+            "tp": None if take_profit is None else Decimal(take_profit),
+        },
     )
     assert row is not None
     return uuid.UUID(str(row["id"]))
