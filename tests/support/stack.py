@@ -22,7 +22,7 @@ from functions.adapters.llm_proxy import HttpLlmProxy
 from functions.adapters.postgres import Database
 from functions.adapters.repository import PostgresRepository
 from functions.core import intervals
-from functions.core.contracts import DETAIL_TYPE, EVENT_SOURCE, CandleClosed
+from functions.core.contracts import DETAIL_TYPE, EVENT_SOURCE, CandleClosed, CandleSource
 from functions.handlers import wiring
 from functions.local.aws_stack import LocalStack, clients, create_stack
 from functions.local.runner import TriggerRunner
@@ -63,7 +63,7 @@ def candle(
         low=Decimal(low) if low else min(o, c) - 5,
         volume=Decimal("12.5"),
         trades=100,
-        source=source,  # type: ignore[arg-type]
+        source=CandleSource(source),
     )
 
 

@@ -26,12 +26,14 @@ from functions.core.errors import (
 from functions.core.models import (
     AnalyzeSignalRequest,
     Decision,
+    LlmResult,
     ManagementAnswer,
     ManagePositionRequest,
     SetupAnswer,
     Side,
     TraceMetadata,
 )
+from functions.services.ports import LlmProxy
 from functions.settings import Settings
 
 API_KEY = "sk-test-very-secret-key-123"
@@ -555,9 +557,7 @@ contract_keys = st.sampled_from(
 )
 near_contract = st.dictionaries(contract_keys | st.text(max_size=8), json_values, max_size=7)
 # A valid answer with one field replaced by anything: the bodies most likely to slip through.
-one_field_off = st.builds(
-    lambda key, value: {**SETUP_ANSWER, key: value}, contract_keys, json_values
-)
+one_field_off = st.builds(lambda key, value: {**SETUP_ANSWER, key: value}, contract_keys, json_values)
 
 
 def _is_valid_setup(body: Any) -> bool:
@@ -598,3 +598,11 @@ def test_any_bytes_are_an_answer_or_an_invalid_answer(content: bytes) -> None:
         pass
     finally:
         client.close()
+
+
+def test_satisfies_the_port() -> None:
+    client, _ = make_client(Script(ok(SETUP_ANSWER)))
+    port: LlmProxy = client  # mypy checks the protocol; the call checks the wiring
+
+    assert isinstance(port.analyze_signal(setup_request(), idempotency_key="k"), LlmResult)
+    client.close()
