@@ -170,7 +170,8 @@ def _rollback(args: argparse.Namespace) -> int:
 
     if not args.yes:
         if not sys.stdin.isatty():
-            raise SystemExit("cmon rollback: refusing without --yes (no terminal to confirm on)")
+            print("cmon rollback: refusing without --yes (no terminal to confirm on)", file=sys.stderr)
+            return 2
         answer = input("Stop every active workflow and disable auto-analysis for elite users? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("aborted")

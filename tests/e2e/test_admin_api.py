@@ -1,0 +1,57 @@
+"""Admin routes of the API Lambda, behind ADMIN_API_KEY, through Mangum."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from functions.handlers import api
+from functions.local.runner import LambdaContext
+from tests.support import factories as f
+from tests.support.events import http_api_event
+from tests.support.stack import ADMIN_KEY, candle, running_stack
+
+pytestmark = pytest.mark.usefixtures("moto_endpoint")
+
+
+def call(method: str, path: str, key: str | None = ADMIN_KEY, query: str = "") -> tuple[int, Any]:
+    headers = {"x-api-key": key} if key else {}
+    response = api.handler(http_api_event(method, path, headers=headers, query=query), LambdaContext("api"))  # type: ignore[arg-type]
+    return response["statusCode"], json.loads(response["body"])
+
+
+def test_health_needs_no_key(db_url: str) -> None:
+    with running_stack(db_url):
+        assert call("GET", "/health", key=None) == (200, {"status": "ok"})
+
+
+def test_workflow_routes_list_show_and_stop(db_url: str) -> None:
+    with running_stack(db_url) as s:
+        trader = f.trader(s.db)
+        signal = f.signal(s.db, trader)
+        analysis = f.analysis(s.db, signal, "wait")
+        wf = s.db.call("register_setup_monitoring", analysis_id=analysis, max_reanalyses=5)["workflow_id"]
+        s.llm.fail(str(signal), times=1, status=500)
+        s.close_candle(candle())
+
+        assert call("GET", "/workflows", key=None)[0] == 401
+        assert call("GET", "/workflows", key="wrong")[0] == 401
+        status, listing = call("GET", "/workflows", query="active=true&workflow_type=setup_monitoring")
+        assert status == 200
+        assert [w["id"] for w in listing["workflows"]] == [wf]
+
+        status, detail = call("GET", f"/workflows/{wf}")
+        assert status == 200
+        assert [a["analysis_type"] for a in detail["analyses"]] == ["initial"]
+        assert [e["error_kind"] for e in detail["errors"]] == ["llm_unavailable"]
+
+        assert call("POST", f"/workflows/{wf}/stop")[1]["action"] == "stopped"
+        assert call("POST", f"/workflows/{wf}/stop")[1]["action"] == "already_stopped"
+        status, detail = call("GET", f"/workflows/{wf}")
+        assert (detail["is_active"], detail["stopped_reason"]) == (False, "stopped_by_admin")
+        assert call("GET", f"/workflows/{uuid.uuid4()}")[0] == 404
+        assert call("GET", "/workflows/not-a-uuid")[0] == 422
+        assert call("GET", "/workflows", query="symbol=btc")[0] == 422
