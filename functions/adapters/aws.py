@@ -31,6 +31,18 @@ def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def _body(job: AnalysisJob, candle_json: dict[int, str]) -> str:
+    """The job's JSON; a fan-out sends one candle to thousands of workflows, so each
+    distinct candle is serialised once and spliced in (same bytes as model_dump_json)."""
+    if job.candle is None:
+        return job.model_dump_json()
+    key = id(job.candle)
+    if key not in candle_json:
+        candle_json[key] = job.candle.model_dump_json()
+    head = job.model_dump_json(exclude={"candle"})
+    return f'{head[:-1]},"candle":{candle_json[key]}}}'
+
+
 class SqsJobQueue:
     """Routes each job to its workflow type's queue, 10 per call, batches in parallel.
 
@@ -63,16 +75,17 @@ class SqsJobQueue:
         return self._urls[job.workflow_type]
 
     def send_jobs(self, jobs: Sequence[AnalysisJob]) -> int:
-        by_queue: dict[str, list[AnalysisJob]] = defaultdict(list)
+        by_queue: dict[str, list[str]] = defaultdict(list)
+        candle_json: dict[int, str] = {}
         for job in jobs:
-            by_queue[self._queue_for(job)].append(job)
+            by_queue[self._queue_for(job)].append(_body(job, candle_json))
         batches = [(url, chunk) for url, queued in by_queue.items() for chunk in _chunks(queued, SQS_BATCH)]
         if len(batches) == 1:
             return self._send_batch(*batches[0])
         return sum(self._pool.map(lambda b: self._send_batch(*b), batches))
 
-    def _send_batch(self, url: str, jobs: Sequence[AnalysisJob]) -> int:
-        pending = {str(i): job.model_dump_json() for i, job in enumerate(jobs)}
+    def _send_batch(self, url: str, jobs: Sequence[str]) -> int:
+        pending = {str(i): body for i, body in enumerate(jobs)}
         for attempt in range(1, self._max_attempts + 1):
             entries = [{"Id": key, "MessageBody": body} for key, body in pending.items()]
             try:
