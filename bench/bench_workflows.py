@@ -43,7 +43,7 @@ class _AcceptAllSqs:
     def __init__(self) -> None:
         self.messages = 0
 
-    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
         self.messages += len(Entries)
         return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
 

@@ -61,7 +61,7 @@ class FlakySqs:
         self.sender_fault = sender_fault
         self.always = always
 
-    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
         ids = [e["Id"] for e in Entries]
         self.calls.append(ids)
         failing = ids[: self.fail_first] if (len(self.calls) == 1 or self.always) else []

@@ -25,7 +25,7 @@ from tests.unit.feed.frames import dumps, wire_name
 async def wait_until(predicate: Callable[[], bool], within: float = 10.0,
                      what: str = "condition") -> None:
     async with asyncio.timeout(within):
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 - state lives in many objects; polling is simplest
             await asyncio.sleep(0.005)
     assert predicate(), what
 

@@ -19,8 +19,6 @@ from functions.core.telemetry import MetricName
 from tests.unit.feed.frames import kline
 
 REGION = "us-east-1"
-CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing",
-               "region_name": REGION}
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +43,10 @@ def _candles(count: int) -> list[CandleClosed]:
 
 
 def test_published_candles_reach_a_rule_target_per_contract(moto_endpoint: str) -> None:
-    events = boto3.client("events", endpoint_url=moto_endpoint, **CREDENTIALS)
-    sqs = boto3.client("sqs", endpoint_url=moto_endpoint, **CREDENTIALS)
+    events = boto3.client("events", endpoint_url=moto_endpoint, region_name=REGION,
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    sqs = boto3.client("sqs", endpoint_url=moto_endpoint, region_name=REGION,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
     bus = "cmon-feed-test"
     events.create_event_bus(Name=bus)
     queue_url = sqs.create_queue(QueueName="candles")["QueueUrl"]
