@@ -208,9 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         print("fan-out of one candle (SQS stubbed)")
         print(f"{'workflows':>10} {'median ms':>10} {'us/workflow':>12} {'jobs/s':>10}")
         for r in fan:
-            print(
-                f"{r['workflows']:>10} {r['median_ms']:>10.1f} {r['per_workflow_us']:>12.1f} {r['jobs_per_s']:>10.0f}"
-            )
+            row = (r["workflows"], r["median_ms"], r["per_workflow_us"], r["jobs_per_s"])
+            print("{:>10} {:>10.1f} {:>12.1f} {:>10.0f}".format(*row))
         analysis = bench_analysis(admin, args.jobs)
         print("\nnon-LLM overhead of one setup analysis (claim + context + record/apply)")
         print(f"{'path':<34} {'jobs':>5} {'median ms':>10} {'p95 ms':>8}")
