@@ -44,8 +44,13 @@ def lambda_env_vars() -> set[str]:
 def feed_env_vars() -> set[str]:
     """What the feed container must be given: the contract's variables plus direct reads."""
     names = {
-        "BINANCE_MARKET", "BINANCE_WS_URL", "BINANCE_REST_URL", "FEED_STREAMS",
-        "EVENT_BUS_NAME", "STAGE", "DATABASE_URL",
+        "BINANCE_MARKET",
+        "BINANCE_WS_URL",
+        "BINANCE_REST_URL",
+        "FEED_STREAMS",
+        "EVENT_BUS_NAME",
+        "STAGE",
+        "DATABASE_URL",
     }
     scanned = _cfn.env_reads(_cfn.python_files("feed_service"))
     return names | {n for n in scanned if not _runtime_provided(n)}
@@ -93,9 +98,7 @@ def _feed_container(sam_template: dict[str, Any]) -> dict[str, Any]:
 
 def test_feed_container_gets_every_variable_it_needs(sam_template: dict[str, Any]) -> None:
     container = _feed_container(sam_template)
-    given = {e["Name"] for e in container["Environment"]} | {
-        s["Name"] for s in container["Secrets"]
-    }
+    given = {e["Name"] for e in container["Environment"]} | {s["Name"] for s in container["Secrets"]}
     assert sorted(feed_env_vars() - given) == []
 
 
@@ -105,8 +108,6 @@ def test_feed_container_sets_only_variables_the_feed_reads(sam_template: dict[st
     known = {_env_name(n, f) for n, f in FeedSettings.model_fields.items()} | feed_env_vars()
     known |= set(POWERTOOLS)
     container = _feed_container(sam_template)
-    given = {e["Name"] for e in container["Environment"]} | {
-        s["Name"] for s in container["Secrets"]
-    }
+    given = {e["Name"] for e in container["Environment"]} | {s["Name"] for s in container["Secrets"]}
     unknown = sorted(n for n in given - known if not _runtime_provided(n))
     assert unknown == []

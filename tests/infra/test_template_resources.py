@@ -30,9 +30,7 @@ def _alarms(t: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def _alarm_metrics(alarm: dict[str, Any]) -> set[str]:
     if "MetricName" in alarm:
         return {alarm["MetricName"]}
-    return {
-        m["MetricStat"]["Metric"]["MetricName"] for m in alarm.get("Metrics", []) if "MetricStat" in m
-    }
+    return {m["MetricStat"]["Metric"]["MetricName"] for m in alarm.get("Metrics", []) if "MetricStat" in m}
 
 
 def _alarm_expression(alarm: dict[str, Any]) -> str:
@@ -97,9 +95,7 @@ def test_every_function_has_a_live_alias_and_a_deployment_group(transformed: dic
         ("prod", "Canary10Percent5Minutes"),
     ],
 )
-def test_deployment_type_per_environment(
-    sam_template: dict[str, Any], env: str, expected: str
-) -> None:
+def test_deployment_type_per_environment(sam_template: dict[str, Any], env: str, expected: str) -> None:
     assert _cfn.parameter_overrides(env)["DeploymentType"] == expected
     transformed = _cfn.transform(sam_template, _cfn.parameter_overrides(env))
     for group in _cfn.resources_of(transformed, "AWS::CodeDeploy::DeploymentGroup").values():
@@ -225,17 +221,13 @@ def test_brief_thresholds_each_have_an_alarm(transformed: dict[str, Any]) -> Non
         expression = _alarm_expression(alarm).replace(" ", "")
         assert "100*errors/(errors+completed)" in expression
     for threshold in (10_000, 20_000):
-        (alarm,) = _find_alarms(
-            transformed, {"AnalysisLatencyMs"}, threshold, "GreaterThanThreshold"
-        )
+        (alarm,) = _find_alarms(transformed, {"AnalysisLatencyMs"}, threshold, "GreaterThanThreshold")
         assert alarm["Statistic"] == "Average"
     token_alarms = _find_alarms(transformed, {"TokensUsed"}, 125, "GreaterThanThreshold")
     assert token_alarms, "token usage > 125 % of the projection"
     for alarm in token_alarms:
         assert "${TokenProjectionPerDay}" in _alarm_expression(alarm)
-    (dup,) = _find_alarms(
-        transformed, {"DuplicateCandlesProcessed"}, 0, "GreaterThanThreshold"
-    )
+    (dup,) = _find_alarms(transformed, {"DuplicateCandlesProcessed"}, 0, "GreaterThanThreshold")
     assert "critical" in _cfn.sub_text(dup["AlarmName"])  # type: ignore[operator]
     (auto,) = _find_alarms(transformed, {"WorkflowsAutoDisabled"}, 0, "GreaterThanThreshold")
     assert "info" in _cfn.sub_text(auto["AlarmName"])  # type: ignore[operator]
@@ -261,9 +253,7 @@ def test_cmon_metrics_carry_service_and_stage_dimensions(transformed: dict[str, 
     for alarm in _alarms(transformed).values():
         if alarm.get("Namespace") == NAMESPACE:
             metrics.append(alarm)
-        metrics.extend(
-            m["MetricStat"]["Metric"] for m in alarm.get("Metrics", []) if "MetricStat" in m
-        )
+        metrics.extend(m["MetricStat"]["Metric"] for m in alarm.get("Metrics", []) if "MetricStat" in m)
     cmon = [m for m in metrics if m.get("Namespace") == NAMESPACE]
     assert cmon
     for m in cmon:
@@ -279,8 +269,16 @@ def test_dashboard_shows_the_briefs_metrics(sam_template: dict[str, Any]) -> Non
     parsed = json.loads(re.sub(r"\$\{[^}]+\}", "0", body))
     titles = " | ".join(w["properties"].get("title", "") for w in parsed["widgets"]).lower()
     for words in (
-        "active setup", "active position", "analyses per hour", "tokens per hour",
-        "error rate", "latency", "duplicate", "auto-disabled", "feed lag", "dlq",
+        "active setup",
+        "active position",
+        "analyses per hour",
+        "tokens per hour",
+        "error rate",
+        "latency",
+        "duplicate",
+        "auto-disabled",
+        "feed lag",
+        "dlq",
     ):
         assert words in titles, words
     assert '"FeedPublishLagMs"' in body
@@ -301,9 +299,9 @@ def test_secrets_are_dynamic_references_never_parameters(sam_template: dict[str,
     variables = sam_template["Globals"]["Function"]["Environment"]["Variables"]
     for var in secret_vars:
         text = _cfn.sub_text(variables[var])
-        assert text is not None and text.startswith(
-            ("{{resolve:secretsmanager:", "{{resolve:ssm-secure:")
-        ), var
+        assert text is not None and text.startswith(("{{resolve:secretsmanager:", "{{resolve:ssm-secure:")), (
+            var
+        )
     for name, param in sam_template["Parameters"].items():
         assert "NoEcho" not in param, f"{name}: a secret passed as a parameter"
         assert name.upper() not in secret_vars
@@ -343,3 +341,36 @@ def test_outputs(sam_template: dict[str, Any]) -> None:
     )
     for name in ("EventBusName", "SetupQueueUrl", "PositionQueueUrl", "DashboardName"):
         assert name in outputs
+
+
+def _sent_to(role: dict[str, Any]) -> set[str]:
+    """The queues a function role may send to (SQSSendMessagePolicy and DLQ destinations)."""
+    queues: set[str] = set()
+    for policy in role["Properties"].get("Policies", []):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            actions = statement["Action"]
+            actions = [actions] if isinstance(actions, str) else actions
+            assert all(a.startswith("sqs:SendMessage") for a in actions), actions
+            resource = statement["Resource"]
+            if "Fn::Sub" in resource:
+                resource = resource["Fn::Sub"][1]["queueName"]
+            name = _cfn.ref_name(resource)
+            assert name is not None
+            queues.add(name)
+    return queues
+
+
+def test_functions_may_send_only_to_their_queues(transformed: dict[str, Any]) -> None:
+    resources = transformed["Resources"]
+    expected = {
+        "ApiFunction": {"SetupQueue"},
+        "FanoutFunction": {"SetupQueue", "PositionQueue", "FanoutDeadLetterQueue"},
+        "SetupAnalysisFunction": set(),
+        "PositionManagementFunction": set(),
+        "ReconcilerFunction": set(),
+    }
+    for name, queues in expected.items():
+        role = resources[_cfn.ref_name(resources[name]["Properties"]["Role"])]
+        assert _sent_to(role) == queues, name
+        managed = {a.rsplit("/", 1)[-1] for a in role["Properties"]["ManagedPolicyArns"]}
+        assert managed <= {"AWSLambdaBasicExecutionRole", "AWSLambdaSQSQueueExecutionRole"}

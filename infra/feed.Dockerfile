@@ -1,0 +1,33 @@
+# The always-on candle feed (feed_service): one small process, no inbound traffic but
+# the health probe. Build from the repository root:
+#   docker build -f infra/feed.Dockerfile -t cmon-feed .
+#   docker run -e FEED_STREAMS=BTCUSDT@1m -e EVENT_BUS_NAME=cmon-dev -e AWS_REGION=... cmon-feed
+
+FROM python:3.12-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY functions ./functions
+COPY feed_service ./feed_service
+# Wheels for the project and every dependency, so the runtime stage needs no compiler
+# and no network access to PyPI beyond this stage.
+RUN pip wheel --wheel-dir /wheels ".[feed]"
+
+FROM python:3.12-slim
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    FEED_HEALTH_PORT=8080
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-index --find-links /wheels "cmon[feed]" \
+    && useradd --system --uid 10001 --no-create-home feed
+USER feed
+EXPOSE 8080
+# 200 while every subscribed stream closed a candle recently, 503 when one went stale
+# (urlopen raises on 503, which exits non-zero).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=90s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('FEED_HEALTH_PORT', '8080'), timeout=4)"]
+# SIGTERM (docker stop, ECS) flushes the publisher and exits 0.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["python", "-m", "feed_service"]
