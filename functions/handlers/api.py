@@ -69,8 +69,6 @@ async def supabase_webhook(request: Request, deps: Deps) -> dict[str, Any]:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"body: not JSON ({exc})", field="body") from exc
-    if deps.queue is None:
-        raise HTTPException(status_code=503, detail="job queue not configured")
     return handle_webhook(
         body,
         repo=deps.repo,

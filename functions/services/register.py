@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from functions.core.contracts import AnalysisJob, JobKind
+from functions.core.errors import PublishError
 from functions.core.models import Registration
 from functions.core.telemetry import SERVICE, LogEvent, MetricName
 from functions.core.webhooks import CommandKind, parse_payload, route
@@ -19,7 +20,7 @@ log = logging.getLogger(f"{SERVICE}.register")
 
 
 def handle_webhook(
-    body: Any, *, repo: Repository, queue: JobQueue, metrics: Metrics, max_reanalyses: int
+    body: Any, *, repo: Repository, queue: JobQueue | None, metrics: Metrics, max_reanalyses: int
 ) -> dict[str, Any]:
     """Apply one Supabase webhook; raises InvalidInput (→ 422) before writing anything."""
     payload = parse_payload(body)
@@ -41,6 +42,8 @@ def handle_webhook(
         wanted, reason = repo.initial_analysis_wanted(command.entity_id)
         if not wanted:
             return {"action": "ignored", "reason": reason, "table": payload.table}
+        if queue is None:
+            raise PublishError("no job queue configured (SETUP_QUEUE_URL)")
         queue.send_jobs([AnalysisJob(kind=JobKind.INITIAL_ANALYSIS, signal_id=command.entity_id)])
         return {"action": "queued", "signal_id": str(command.entity_id), "table": payload.table}
     else:
