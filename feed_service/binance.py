@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -69,10 +70,15 @@ def _decimal(value: object) -> Decimal:
     return Decimal(value)
 
 
-def _millis(value: object) -> int:
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _time(value: object) -> datetime:
+    """`intervals.from_ms` with the type check Binance input needs, inlined: it runs
+    twice per closed candle."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"timestamp must be an integer, got {type(value).__name__}")
-    return value
+    return _EPOCH + timedelta(milliseconds=value)
 
 
 class KlineParser:
@@ -145,8 +151,8 @@ class KlineParser:
                 market=self.market,
                 symbol=k["s"],
                 interval=k["i"],
-                open_time=intervals.from_ms(_millis(k["t"])),
-                close_time=intervals.from_ms(_millis(k["T"])),
+                open_time=_time(k["t"]),
+                close_time=_time(k["T"]),
                 open=_decimal(k["o"]),
                 high=_decimal(k["h"]),
                 low=_decimal(k["l"]),
@@ -169,8 +175,8 @@ def candle_from_rest_row(row: object, market: Market, stream: StreamId) -> Candl
             market=market,
             symbol=stream.symbol,
             interval=stream.interval,
-            open_time=intervals.from_ms(_millis(row[0])),
-            close_time=intervals.from_ms(_millis(row[6])),
+            open_time=_time(row[0]),
+            close_time=_time(row[6]),
             open=_decimal(row[1]),
             high=_decimal(row[2]),
             low=_decimal(row[3]),

@@ -82,9 +82,9 @@ class MemoryPublisher:
     async def close(self) -> None:
         self.closed = True
 
-    async def wait_for(self, count: int, timeout: float = 10.0) -> list[CandleClosed]:
+    async def wait_for(self, count: int, within_s: float = 10.0) -> list[CandleClosed]:
         """Wait until at least `count` candles arrived; raise TimeoutError otherwise."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within_s):
             while len(self.candles) < count:
                 self._changed.clear()
                 await self._changed.wait()

@@ -14,7 +14,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from feed_service.streams import StreamId, parse_streams
 from functions.core.contracts import Market
 
-
 # Binance's published limits per market. The per-connection stream cap for USD-M is
 # not documented as a hard number; 200 is what the exchange recommends planning for.
 DEFAULT_WS_URL = {Market.SPOT: "wss://stream.binance.com:9443",
@@ -61,8 +60,8 @@ class FeedSettings(BaseSettings):
     feed_publish_backoff_max_s: float = Field(default=10.0, gt=0)
     feed_flush_timeout_s: float = Field(default=20.0, gt=0)
 
-    # Health and metrics. Port 0 = no health server.
-    feed_health_port: int = Field(default=8080, ge=0, le=65535)
+    # Health and metrics. Port 0 = an ephemeral port (logged), -1 = no health server.
+    feed_health_port: int = Field(default=8080, ge=-1, le=65535)
     feed_health_host: str = "0.0.0.0"  # noqa: S104 - the container's HEALTHCHECK and ECS probe it
     feed_stale_after_intervals: float = Field(default=2.0, gt=0)
     feed_stale_grace_s: float = Field(default=30.0, ge=0)

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from tests.unit.feed.frames import dumps, wire_name
 
@@ -49,11 +50,21 @@ class FakeBinanceWs:
         self.conns: list[FakeConn] = []
         self.events: list[tuple[str, int]] = []
         self.acks = True
+        self.refuse_handshakes = 0
+        self.refused = 0
         self._server: Server | None = None
 
     async def __aenter__(self) -> FakeBinanceWs:
-        self._server = await serve(self._handle, "127.0.0.1", 0)
+        self._server = await serve(self._handle, "127.0.0.1", 0,
+                                   process_request=self._process_request)
         return self
+
+    def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        if self.refuse_handshakes > 0:
+            self.refuse_handshakes -= 1
+            self.refused += 1
+            return conn.respond(503, "try later\n")
+        return None
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None

@@ -139,6 +139,23 @@ def test_backfill_ban_does_not_stop_the_live_stream(caplog: pytest.LogCaptureFix
     assert any("banned" in r.getMessage() for r in caplog.records)
 
 
+def test_refused_handshakes_and_refused_connections_are_retried() -> None:
+    async def scenario() -> None:
+        async with FakeBinanceWs() as ws:
+            ws.refuse_handshakes = 3
+            with FakeKlinesRest() as rest:
+                async with running_feed(feed_settings(ws, rest)) as (app, sink):
+                    conn = await ws.wait_conn(0, {BTC})
+                    await ws.send(conn, kline(0))
+                    await sink.wait_for(1)
+                    shard = app.report()[1]["connections"][0]
+                assert ws.refused == 3
+                assert shard["connections_opened"] == 1
+                assert summary(sink.candles) == [("BTCUSDT", 0, "stream")]
+
+    run(scenario())
+
+
 def test_silent_connection_is_recycled_by_the_watchdog() -> None:
     async def scenario() -> None:
         async with FakeBinanceWs() as ws:

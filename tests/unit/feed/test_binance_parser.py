@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from decimal import Decimal
 from typing import Any
@@ -140,7 +141,7 @@ def _mutations(k: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
 def test_mutated_frames_are_parsed_or_rejected_never_crash(data: st.DataObject) -> None:
     message, k = data.draw(kline_frames())
     k_bad = data.draw(_mutations(k))
-    raw = message["data"] if "data" in message else message
+    raw = message.get("data", message)
     raw["k"] = k_bad
     try:
         frame = SPOT.parse(json.dumps(message, separators=(", ", ": ")))
@@ -158,10 +159,8 @@ def test_mutated_frames_are_parsed_or_rejected_never_crash(data: st.DataObject) 
                                   ["e", "k", "x", "data", "stream", "id", "result"]), c,
                                   max_size=4), max_leaves=8).map(json.dumps)))
 def test_arbitrary_input_never_crashes(text: str | bytes) -> None:
-    try:
+    with contextlib.suppress(MalformedFrame):
         SPOT.parse(text)
-    except MalformedFrame:
-        pass
 
 
 def test_floats_for_prices_are_rejected() -> None:

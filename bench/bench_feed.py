@@ -1,0 +1,204 @@
+"""Closed-candle extraction throughput, ours beside cryptofeed's Binance kline handler.
+
+Run: `python -m bench.bench_feed [--frames 200000] [--repeat 3]`
+
+The input replicates the recorded frames in `tests/events/binance` (the real combined
+frames recorded by cryptofeed and the documented kline message as the template) into
+N frames of 20 symbols, in two mixes: "live" (1 closing frame in 30, what a 1m spot
+stream looks like with an update every 2 s) and "all closed" (the worst case). Each
+implementation runs on one core, in this process; the best of `--repeat` runs is shown.
+
+cryptofeed is optional (`pip install cmon[bench]`). Its `BinanceFeed` fetches
+`exchangeInfo` when built, which would need the network, so its symbol cache is seeded
+first, then raw frame strings are fed to `message_handler` as its connection would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from feed_service.binance import FrameKind, KlineParser
+from feed_service.publisher import MemoryPublisher
+from feed_service.router import CandleRouter
+from functions.core import intervals
+from functions.core.contracts import Market
+
+EVENTS = Path(__file__).resolve().parents[1] / "tests" / "events" / "binance"
+SYMBOLS = [f"{base}USDT" for base in ("BTC", "ETH", "BNB", "SOL", "XRP", "ADA", "DOGE",
+                                     "TRX", "DOT", "LINK", "LTC", "BCH", "AVAX", "XLM",
+                                     "UNI", "ATOM", "ETC", "FIL", "APT", "NEAR")]
+BASE_MS = 1633998480000
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def build_frames(count: int, closed_every: int) -> list[str]:
+    """`count` combined frames; every `closed_every`-th update of a stream closes it."""
+    template = json.loads((EVENTS / "spot_kline_doc_example.json").read_text())
+    recorded = [line for line in (EVENTS / "spot_combined_kline_real_cryptofeed.jsonl")
+                .read_text().splitlines() if line.strip()]
+    frames: list[str] = []
+    update = dict.fromkeys(SYMBOLS, 0)
+    candle = dict.fromkeys(SYMBOLS, 0)
+    i = 0
+    while len(frames) < count:
+        # Keep the real recorded frames in the mix (open updates of other symbols).
+        if i % 50 == 49:
+            frames.append(recorded[i % len(recorded)])
+            i += 1
+            continue
+        symbol = SYMBOLS[i % len(SYMBOLS)]
+        i += 1
+        update[symbol] += 1
+        closed = update[symbol] % closed_every == 0
+        raw = copy.deepcopy(template)
+        start = BASE_MS + candle[symbol] * 60_000
+        p = 100 + candle[symbol] % 50 + update[symbol] % 7 / 100
+        raw["s"] = symbol
+        raw["E"] = start + 1000
+        raw["k"].update({"t": start, "T": intervals.close_ms(start, "1m"), "s": symbol,
+                         "i": "1m", "o": f"{p:.8f}", "c": f"{p + 0.5:.8f}",
+                         "h": f"{p + 1:.8f}", "l": f"{p - 1:.8f}", "v": f"{update[symbol]}.5",
+                         "n": update[symbol], "x": closed})
+        frames.append(json.dumps({"stream": f"{symbol.lower()}@kline_1m", "data": raw},
+                                 separators=(",", ":")))
+        if closed:
+            candle[symbol] += 1
+    return frames
+
+
+def bench_ours(frames: list[str]) -> int:
+    parser = KlineParser(Market.SPOT)
+    closed = 0
+    for frame in frames:
+        if parser.parse(frame).kind is FrameKind.CANDLE_CLOSED:
+            closed += 1
+    return closed
+
+
+def bench_ours_no_shortcut(frames: list[str]) -> int:
+    """Every frame through `json.loads` (what the parser does for non-compact input)."""
+    parser = KlineParser(Market.SPOT)
+    closed = 0
+    loads = json.loads
+    for frame in frames:
+        if parser.parse_message(loads(frame)).kind is FrameKind.CANDLE_CLOSED:
+            closed += 1
+    return closed
+
+
+def bench_ours_pipeline(frames: list[str]) -> int:
+    """Parse + dedup/gap router + in-memory publisher: what a connection does per frame."""
+    parser = KlineParser(Market.SPOT)
+    sink = MemoryPublisher()
+    router = CandleRouter(sink)
+
+    async def run() -> int:
+        for frame in frames:
+            parsed = parser.parse(frame)
+            if parsed.kind is FrameKind.CANDLE_CLOSED and parsed.candle is not None:
+                await router.on_candle(parsed.candle)
+        return len(sink.candles)
+
+    return asyncio.run(run())
+
+
+def make_cryptofeed() -> Callable[[list[str]], int] | None:
+    try:
+        from cryptofeed.defines import CANDLES
+        from cryptofeed.exchanges import Binance
+        from cryptofeed.symbols import Symbols
+    except ImportError:
+        return None
+    normalized = {f"{s[:-4]}-USDT": s for s in SYMBOLS}
+    Symbols.set(Binance.id, normalized, {"tick_size": dict.fromkeys(normalized, "0.01"),
+                                         "instrument_type": dict.fromkeys(normalized, "spot")})
+    count = [0]
+
+    async def on_candle(candle: Any, receipt_timestamp: float) -> None:
+        count[0] += 1
+
+    feed = Binance(symbols=list(normalized), channels=[CANDLES],
+                   callbacks={CANDLES: on_candle}, candle_closed_only=True)
+
+    def run(frames: list[str]) -> int:
+        count[0] = 0
+
+        async def go() -> None:
+            handler = feed.message_handler
+            ts = time.time()
+            for frame in frames:
+                await handler(frame, None, ts)
+
+        asyncio.run(go())
+        return count[0]
+
+    return run
+
+
+def measure(fn: Callable[[list[str]], int], frames: list[str], repeat: int
+            ) -> tuple[float, int]:
+    best = float("inf")
+    closed = 0
+    for _ in range(repeat):
+        start = time.perf_counter()
+        closed = fn(frames)
+        best = min(best, time.perf_counter() - start)
+    return best, closed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores (one used), "
+          f"Python {platform.python_version()} ({platform.python_implementation()}), "
+          f"{platform.system()} {platform.machine()}")
+    contenders: list[tuple[str, Callable[[list[str]], int]]] = [
+        ("cmon KlineParser", bench_ours),
+        ("cmon KlineParser, no open-frame shortcut", bench_ours_no_shortcut),
+        ("cmon parse + router + memory sink", bench_ours_pipeline),
+    ]
+    cryptofeed_run = make_cryptofeed()
+    if cryptofeed_run is None:
+        print("cryptofeed not installed (pip install 'cmon[bench]'): comparison skipped")
+    else:
+        from importlib.metadata import version
+
+        contenders.append((f"cryptofeed {version('cryptofeed')} Binance candles",
+                           cryptofeed_run))
+
+    header = f"{'implementation':<44} {'mix':<18} {'frames/s':>12} {'µs/frame':>9} {'closed':>7}"
+    print(header)
+    print("-" * len(header))
+    for mix, every in (("live (1 in 30)", 30), ("all closed", 1)):
+        frames = build_frames(args.frames, every)
+        for name, fn in contenders:
+            seconds, closed = measure(fn, frames, args.repeat)
+            print(f"{name:<44} {mix:<18} {len(frames) / seconds:>12,.0f} "
+                  f"{seconds / len(frames) * 1e6:>9.2f} {closed:>7}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
