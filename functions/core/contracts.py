@@ -66,7 +66,7 @@ class CandleClosed(BaseModel):
     low: DecimalStr
     close: DecimalStr
     volume: DecimalStr
-    trades: int = Field(ge=0)
+    trades: int = Field(ge=0, strict=True)  # `true` is not a trade count
     source: CandleSource = CandleSource.STREAM
 
     @field_validator("interval")
@@ -84,7 +84,7 @@ class CandleClosed(BaseModel):
     def _finite(cls, value: Decimal) -> Decimal:
         if not value.is_finite() or value < 0:
             raise ValueError("must be a finite, non-negative decimal")
-        return value
+        return value.copy_abs()  # "-0.000" is zero; never write it back with a sign
 
     @model_validator(mode="after")
     def _coherent(self) -> CandleClosed:

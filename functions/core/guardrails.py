@@ -23,6 +23,10 @@ from typing import Any
 
 from functions.core.models import Action, PositionSnapshot, Side
 
+# No traded price or fraction lies outside 1e-30..1e30; beyond that a value is nonsense
+# (and `1e999999999` would not even fit a Postgres numeric).
+_PLAUSIBLE_EXPONENTS = (-30, 30)
+
 
 @dataclass(frozen=True)
 class GuardrailConfig:
@@ -64,10 +68,17 @@ def parse_price(value: Any) -> Decimal | None:
     if not isinstance(value, int | str | Decimal):
         return None
     try:
-        number = Decimal(str(value).strip())
+        text = str(value).strip()  # str() of a 5000-digit int raises ValueError
+        if not text.isascii():  # Decimal reads "١٢" as 12; an LLM answer should not
+            return None
+        number = Decimal(text)
     except (InvalidOperation, ValueError):
         return None
-    if not number.is_finite() or number <= 0:
+    if (
+        not number.is_finite()
+        or number <= 0
+        or not _PLAUSIBLE_EXPONENTS[0] <= number.adjusted() <= _PLAUSIBLE_EXPONENTS[1]
+    ):
         return None
     return number
 

@@ -74,9 +74,10 @@ def route(payload: WebhookPayload) -> Command:
     """What a row change means: start, stop, queue, or nothing. Pure."""
     if payload.schema_ != "public":
         return Command(CommandKind.IGNORE, reason="other_schema")
-    row = payload.record if payload.record is not None else payload.old_record
+    # A DELETE describes the row that was: always read old_record for it.
+    where = "old_record" if payload.type == "DELETE" else "record"
+    row = payload.old_record if payload.type == "DELETE" else payload.record
     assert row is not None  # guaranteed by parse_payload
-    where = "record" if payload.record is not None else "old_record"
 
     if payload.table == "signal_analyses":
         if payload.type != "INSERT":

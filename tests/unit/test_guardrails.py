@@ -251,7 +251,7 @@ def test_reduce_applies_only_for_fractions_strictly_between_0_and_1(
 @given(
     position=positions(),
     fraction=st.decimals(
-        min_value=Decimal("0.000000000000000000000000000000001"),
+        min_value=Decimal("0.00000000000000000000000000001"),  # 1e-29: within plausible prices
         max_value=Decimal("0.999999999999999999999999999999999"),
         places=33,
     ),
@@ -414,7 +414,7 @@ def test_parse_price_keeps_the_written_decimal(value: Any, expected: Decimal) ->
 
 
 @settings(deadline=None)
-@given(value=st.floats(min_value=0, exclude_min=True, allow_nan=False, allow_infinity=False))
+@given(value=st.floats(min_value=1e-30, max_value=9e30, allow_nan=False, allow_infinity=False))
 def test_parse_price_of_a_positive_float_is_its_shortest_repr(value: float) -> None:
     assert parse_price(value) == Decimal(repr(value))
 
@@ -514,3 +514,8 @@ def test_realized_pnl_examples() -> None:
         "0.322650"
     )
     assert realized_pnl(Side.LONG, Decimal("1"), Decimal("1"), Decimal("1")) == 0
+
+
+@pytest.mark.parametrize("value", ["1e999999999999999999", "1e-999999999", "١٢", "1E+31"])
+def test_parse_price_refuses_implausible_or_non_ascii_numbers(value: str) -> None:
+    assert parse_price(value) is None

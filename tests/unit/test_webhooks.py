@@ -11,7 +11,7 @@ import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from hypothesis import given, settings
@@ -382,3 +382,18 @@ def test_the_envelope_model_accepts_the_python_field_name_too() -> None:
         {"type": "INSERT", "table": "signals", "schema_": "public", "record": {"id": str(ID)}}
     )
     assert payload.schema_ == "public"
+
+
+def test_a_delete_reads_old_record_even_if_record_is_present() -> None:
+    gone, other = uuid4(), uuid4()
+    payload = parse_payload(
+        {
+            "type": "DELETE",
+            "table": "positions",
+            "schema": "public",
+            "record": {"id": str(other), "status": "open"},
+            "old_record": {"id": str(gone), "status": "open"},
+        }
+    )
+    command = route(payload)
+    assert (command.kind, command.entity_id) == (CommandKind.STOP_POSITION, gone)
