@@ -185,9 +185,7 @@ class HttpLlmProxy:
             timeout_s = self._attempt_timeout(path, attempt, deadline)
             started = self._clock()
             try:
-                response = self._client.post(
-                    path, json=body, headers=headers, timeout=_timeout(timeout_s)
-                )
+                response = self._client.post(path, json=body, headers=headers, timeout=_timeout(timeout_s))
                 latency_ms = max(0, round((self._clock() - started) * 1000))
                 answer = self._read(path, response, answer_type)
                 return LlmResult(answer=answer, latency_ms=latency_ms, attempts=attempt)
@@ -214,9 +212,7 @@ class HttpLlmProxy:
             except (httpx.HTTPError, httpx.InvalidURL) as e:
                 # Not worth retrying here (bad URL scheme, TLS misconfiguration...), but
                 # transient from the workflow's view: fixing the config makes it succeed.
-                raise LlmProxyUnavailable(
-                    self._redact(f"llm-proxy {path}: {self._describe(e)}")
-                ) from e
+                raise LlmProxyUnavailable(self._redact(f"llm-proxy {path}: {self._describe(e)}")) from e
 
     def _attempt_timeout(self, path: str, attempt: int, deadline: float | None) -> float:
         """The timeout for the next attempt, never reaching past the deadline."""

@@ -278,6 +278,10 @@ class PostgresRepository:
             self.db.call("reconcile_workflows", max_reanalyses=max_reanalyses)
         )
 
+    def signals_missing_initial_analysis(self) -> list[UUID]:
+        rows = self.db.fetch_all("select id from public.signals_missing_initial_analysis() as id")
+        return [r["id"] for r in rows]
+
     # admin reads ------------------------------------------------------------------------
 
     def list_workflows(

@@ -199,6 +199,7 @@ class ReconcileOutcome(_Outcome):
     stopped: list[UUID] = Field(default_factory=list)
     active_setup: int = 0
     active_positions: int = 0
+    initial_queued: list[UUID] = Field(default_factory=list)
 
 
 class SetupContext(BaseModel):

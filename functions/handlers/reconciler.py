@@ -17,7 +17,12 @@ logger = Logger(service=SERVICE)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     deps = wiring.container()
     try:
-        outcome = reconcile(repo=deps.repo, metrics=deps.metrics, max_reanalyses=deps.settings.max_reanalyses)
+        outcome = reconcile(
+            repo=deps.repo,
+            metrics=deps.metrics,
+            max_reanalyses=deps.settings.max_reanalyses,
+            queue=deps.queue,
+        )
     finally:
         deps.metrics.flush()
     return outcome.model_dump(mode="json")

@@ -261,11 +261,7 @@ class StubLlmProxy:
             config = self._config
             delay_s = config.latency_ms / 1000
             failure = self._take_failure(entity)
-            if (
-                failure is None
-                and config.failure_rate > 0
-                and self._rng.random() < config.failure_rate
-            ):
+            if failure is None and config.failure_rate > 0 and self._rng.random() < config.failure_rate:
                 failure = 500
             if failure == "timeout":
                 reply = _Reply(None, b"", None, delay_s=config.timeout_sleep_s)
@@ -282,9 +278,7 @@ class StubLlmProxy:
                 if key is not None:
                     self._state.cache[(path, key)] = answer
                 reply = _Reply(200, _dump(answer), answer, delay_s)
-            self._state.calls.append(
-                StubCall(path, headers, body, reply.status, reply.answer, entity)
-            )
+            self._state.calls.append(StubCall(path, headers, body, reply.status, reply.answer, entity))
         return reply
 
     def _record(

@@ -9,16 +9,30 @@ from __future__ import annotations
 
 import logging
 
+from functions.core.contracts import AnalysisJob, JobKind
 from functions.core.models import ReconcileOutcome
 from functions.core.telemetry import SERVICE, LogEvent, MetricName
-from functions.services.ports import Metrics, Repository
+from functions.services.ports import JobQueue, Metrics, Repository
 
 log = logging.getLogger(f"{SERVICE}.reconciler")
 
 
-def reconcile(*, repo: Repository, metrics: Metrics, max_reanalyses: int) -> ReconcileOutcome:
+def reconcile(
+    *, repo: Repository, metrics: Metrics, max_reanalyses: int, queue: JobQueue | None = None
+) -> ReconcileOutcome:
     outcome = repo.reconcile(max_reanalyses)
-    fixes = len(outcome.registered_setup) + len(outcome.registered_positions) + len(outcome.stopped)
+    if queue is not None:
+        # Signals whose INSERT webhook was lost never had their initial analysis queued.
+        missing = repo.signals_missing_initial_analysis()
+        if missing:
+            queue.send_jobs([AnalysisJob(kind=JobKind.INITIAL_ANALYSIS, signal_id=s) for s in missing])
+            outcome = outcome.model_copy(update={"initial_queued": missing})
+    fixes = (
+        len(outcome.registered_setup)
+        + len(outcome.registered_positions)
+        + len(outcome.stopped)
+        + len(outcome.initial_queued)
+    )
     metrics.count(MetricName.RECONCILER_FIXES, fixes)
     metrics.count(MetricName.ACTIVE_SETUP_WORKFLOWS, outcome.active_setup)
     metrics.count(MetricName.ACTIVE_POSITION_WORKFLOWS, outcome.active_positions)

@@ -297,3 +297,26 @@ def test_recorded_pg_net_bodies_are_accepted_or_refused_cleanly(db_url: str) -> 
             status, _ = post_webhook(request["body_raw"], headers)
             has_secret = "Authorization" in headers or "x-supabase-webhook-source" in headers
             assert status in ((200, 422) if has_secret else (401,)), request["request_line"]
+
+
+def test_reconciler_queues_the_initial_analysis_of_a_signal_whose_webhook_was_lost(db_url: str) -> None:
+    from functions.handlers import reconciler
+
+    with running_stack(db_url) as s:
+        trader = f.trader(s.db, interval="1m", auto_analyze=True)
+        lost = f.signal(s.db, trader)  # its INSERT webhook never arrived
+        fresh = f.signal(s.db, trader)  # its webhook may still be on the way: left alone
+        s.db.fetch_one(
+            "update public.signals set created_at = now() - interval '2 minutes'"
+            " where id = %(s)s returning id",
+            {"s": lost},
+        )
+        s.llm.queue_setup(str(lost), "wait")
+
+        out = reconciler.handler({}, LambdaContext("reconciler"))
+        assert out["initial_queued"] == [str(lost)]
+        s.runner.run_until_idle()
+        assert [(a["analysis_type"], a["decision"]) for a in analyses(s, lost)] == [("initial", "wait")]
+        assert analyses(s, fresh) == []
+        # Claimed now: the next run does not queue it again.
+        assert reconciler.handler({}, LambdaContext("reconciler"))["initial_queued"] == []

@@ -165,6 +165,9 @@ class FakeRepository:
     def reconcile(self, max_reanalyses: int) -> ReconcileOutcome:
         raise NotImplementedError
 
+    def signals_missing_initial_analysis(self) -> list[UUID]:
+        raise NotImplementedError
+
     # admin reads
     def list_workflows(
         self,
