@@ -49,11 +49,11 @@ if TYPE_CHECKING:
 SCENARIOS = ("enter", "expire", "bad", "fail")
 MAX_REANALYSES = 3
 MAX_CONSECUTIVE_ERRORS = 5
-EXPECTED = {
-    "enter": "entered, position hold/adjust_sl/close, position closed",
-    "expire": f"wait x{MAX_REANALYSES} then expired (max re-analyses)",
-    "bad": "bad_setup, signal expired",
-    "fail": f"{MAX_CONSECUTIVE_ERRORS} llm-proxy errors, auto-disabled, user notified",
+EXPECTED = {  # in the same words as the summary's "got" column
+    "enter": "entered; position hold/adjust_sl/close; closed",
+    "expire": f"{1 + MAX_REANALYSES} analyses, max_reanalyses",
+    "bad": "wait/bad_setup, bad_setup",
+    "fail": f"{MAX_CONSECUTIVE_ERRORS} errors, auto_disabled, notified",
 }
 WAVE_LENGTH = 5  # candles a wave's workflows need
 WAVE_SPACING = 3  # candles between two waves' starts

@@ -615,8 +615,14 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     console = _Console()
-    try:
-        _parse_market(args.market)
+    try:  # refuse bad input before anything starts
+        from feed_service.streams import parse_streams
+
+        _mode, _market, replay = _parse_market(args.market)
+        if not parse_streams(args.streams):
+            raise ValueError("--streams needs at least one SYMBOL@INTERVAL")
+        if replay is not None and not replay.is_file():
+            raise ValueError(f"no such replay file: {replay}")
     except ValueError as exc:
         print(f"cmon local: {exc}", file=sys.stderr)
         return 2
