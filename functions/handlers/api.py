@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from mangum import Mangum
@@ -69,7 +70,10 @@ async def supabase_webhook(request: Request, deps: Deps) -> dict[str, Any]:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"body: not JSON ({exc})", field="body") from exc
-    return handle_webhook(
+    # The body must be awaited, the work is blocking I/O: keep it off the event loop so a
+    # uvicorn server (cmon local) serves other requests meanwhile.
+    return await run_in_threadpool(
+        handle_webhook,
         body,
         repo=deps.repo,
         queue=deps.queue,
