@@ -16,25 +16,23 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from functions.core.contracts import AnalysisJob
 from functions.handlers import wiring
 from functions.services.jobs import JobOutcome
-from functions.services.ports import LlmProxy, Metrics, Repository
 
 Process = Callable[..., JobOutcome]
 
 
 def handle_batch(event: dict[str, Any], context: Any, process: Process) -> dict[str, Any]:
     deps = wiring.container()
-    assert deps.llm is not None
+    llm = deps.llm
+    assert llm is not None, "LLM_PROXY_URL must be set"
     deadline = wiring.deadline_from(context)
     processor = BatchProcessor(event_type=EventType.SQS)
 
     def record_handler(record: SQSRecord) -> str:
         job = AnalysisJob.model_validate_json(record.body)
-        repo: Repository = deps.repo
-        llm: LlmProxy = deps.llm  # type: ignore[assignment]
-        metrics: Metrics = deps.metrics
-        return process(
-            job, repo=repo, llm=llm, metrics=metrics, config=deps.worker_config, deadline=deadline
-        ).status
+        outcome = process(
+            job, repo=deps.repo, llm=llm, metrics=deps.metrics, config=deps.worker_config, deadline=deadline
+        )
+        return outcome.status
 
     try:
         return process_partial_response(  # type: ignore[return-value]

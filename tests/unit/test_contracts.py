@@ -302,25 +302,7 @@ def test_the_contract_management_answer_keeps_params_raw() -> None:
 
 
 def test_negative_zero_is_written_without_its_sign_and_trades_must_be_an_int() -> None:
-    detail = {**CONTRACT_EXAMPLE_FOR_ODDITIES, "volume": "-0.000"}
+    detail = {**CONTRACT_EXAMPLE, "volume": "-0.000"}
     assert CandleClosed.model_validate(detail).to_detail()["volume"] == "0.000"
     with pytest.raises(ValidationError):
-        CandleClosed.model_validate_json(json.dumps({**CONTRACT_EXAMPLE_FOR_ODDITIES, "trades": True}))
-
-
-CONTRACT_EXAMPLE_FOR_ODDITIES = {
-    "version": 1,
-    "exchange": "binance",
-    "market": "spot",
-    "symbol": "BTCUSDT",
-    "interval": "1m",
-    "open_time": "2025-10-25T10:29:00Z",
-    "close_time": "2025-10-25T10:29:59.999Z",
-    "open": "64210.10",
-    "high": "64250.00",
-    "low": "64190.00",
-    "close": "64231.50",
-    "volume": "12.345",
-    "trades": 812,
-    "source": "stream",
-}
+        CandleClosed.model_validate_json(json.dumps({**CONTRACT_EXAMPLE, "trades": True}))
