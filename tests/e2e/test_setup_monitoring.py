@@ -189,27 +189,6 @@ def test_llm_proxy_failing_five_times_disables_the_workflow_and_notifies(db_url:
         assert s.queue_depth(s.aws.setup_dlq_url) == 0
 
 
-def test_a_database_outage_redelivers_instead_of_losing_the_job(db_url: str) -> None:
-    with running_stack(db_url) as s:
-        signal, _ = start_with_initial_wait(s)
-        s.publish(candle())
-        s.runner.pump_fanout()
-        from functions.core.errors import DatabaseUnavailable
-        from functions.handlers import wiring
-
-        real_claim = wiring.container().repo.claim_candle
-
-        def down(*_a: Any, **_k: Any) -> Any:
-            raise DatabaseUnavailable("connection refused")
-
-        wiring.container().repo.claim_candle = down  # type: ignore[method-assign]
-        assert s.runner.pump_setup() == 0
-        assert s.runner.stats.failed_records == 1
-        wiring.container().repo.claim_candle = real_claim  # type: ignore[method-assign]
-        assert s.runner.pump_setup() == 1
-        assert len(analyses(s, signal)) == 2
-
-
 def test_webhook_with_a_wrong_or_missing_secret_is_401_and_writes_nothing(db_url: str) -> None:
     with running_stack(db_url) as s:
         trader = f.trader(s.db)

@@ -76,14 +76,23 @@ def test_a_claim_whose_worker_died_can_be_taken_over_after_the_lease(db: Databas
     wf, _ = _setup_workflow(db)
     assert _claim(db, wf, T0)["claimed"]
     assert _claim(db, wf, T0)["reason"] == "duplicate"
-    db.fetch_one("update public.workflow_schedules set claimed_at = now() - interval '10 minutes'"
-                 " where id = %(id)s returning id", {"id": wf})
-    assert _claim(db, wf, T0) == {"claimed": True, "reason": "lease_expired",
-                                  "workflow_type": "setup_monitoring"}
+    db.fetch_one(
+        "update public.workflow_schedules set claimed_at = now() - interval '10 minutes'"
+        " where id = %(id)s returning id",
+        {"id": wf},
+    )
+    assert _claim(db, wf, T0) == {
+        "claimed": True,
+        "reason": "lease_expired",
+        "workflow_type": "setup_monitoring",
+    }
     # Once an outcome is recorded, the candle is done for good.
     db.call("record_setup_analysis", workflow_id=wf, candle_time=T0, decision="wait")
-    db.fetch_one("update public.workflow_schedules set claimed_at = now() - interval '10 minutes'"
-                 " where id = %(id)s returning id", {"id": wf})
+    db.fetch_one(
+        "update public.workflow_schedules set claimed_at = now() - interval '10 minutes'"
+        " where id = %(id)s returning id",
+        {"id": wf},
+    )
     assert _claim(db, wf, T0)["reason"] == "duplicate"
 
 
@@ -112,15 +121,18 @@ def test_double_registration_gives_one_workflow_even_concurrently(db: Database, 
     actions = sorted(r["action"] for r in results)
     assert actions == ["already_registered"] * 7 + ["registered"]
     assert len({r["workflow_id"] for r in results}) == 1
-    count = db.fetch_one("select count(*) as n from public.workflow_schedules where signal_id = %(s)s",
-                         {"s": signal})
+    count = db.fetch_one(
+        "select count(*) as n from public.workflow_schedules where signal_id = %(s)s", {"s": signal}
+    )
     assert count == {"n": 1}
 
 
 def test_the_database_rejects_a_second_analysis_for_the_same_signal_and_candle(db: Database) -> None:
     _, signal = _setup_workflow(db)
-    insert = ("insert into public.signal_analyses (signal_id, decision, analysis_type, candle_time)"
-              " values (%(s)s, 'wait', 'monitoring', %(c)s) returning id")
+    insert = (
+        "insert into public.signal_analyses (signal_id, decision, analysis_type, candle_time)"
+        " values (%(s)s, 'wait', 'monitoring', %(c)s) returning id"
+    )
     db.fetch_one(insert, {"s": signal, "c": T0})
     with pytest.raises(DatabaseError, match="UniqueViolation"):
         db.fetch_one(insert, {"s": signal, "c": T0})
@@ -129,8 +141,10 @@ def test_the_database_rejects_a_second_analysis_for_the_same_signal_and_candle(d
 def test_the_database_rejects_a_second_decision_for_the_same_position_and_candle(db: Database) -> None:
     trader = f.trader(db)
     position = f.position(db, trader)
-    insert = ("insert into public.management_decisions (position_id, candle_time, action, status)"
-              " values (%(p)s, %(c)s, 'hold', 'applied') returning id")
+    insert = (
+        "insert into public.management_decisions (position_id, candle_time, action, status)"
+        " values (%(p)s, %(c)s, 'hold', 'applied') returning id"
+    )
     db.fetch_one(insert, {"p": position, "c": T0})
     with pytest.raises(DatabaseError, match="UniqueViolation"):
         db.fetch_one(insert, {"p": position, "c": T0})
@@ -148,55 +162,91 @@ def test_recording_the_same_candle_twice_applies_once(db: Database) -> None:
 def test_five_failures_disable_the_workflow_and_notify_its_user_once(db: Database) -> None:
     wf, _ = _setup_workflow(db)
     outcomes = [
-        db.call("record_workflow_failure", workflow_id=wf, candle_time=T0 + timedelta(minutes=i),
-                error_kind="llm_proxy_unavailable", message=f"HTTP 500 #{i}", max_errors=5)
+        db.call(
+            "record_workflow_failure",
+            workflow_id=wf,
+            candle_time=T0 + timedelta(minutes=i),
+            error_kind="llm_proxy_unavailable",
+            message=f"HTTP 500 #{i}",
+            max_errors=5,
+        )
         for i in range(6)
     ]
     assert [o["consecutive_errors"] for o in outcomes] == [1, 2, 3, 4, 5, 6]
     assert [o["disabled"] for o in outcomes] == [False, False, False, False, True, False]
     row = f.workflow(db, wf)
     assert (row["is_active"], row["stopped_reason"], row["consecutive_errors"]) == (False, "auto_disabled", 6)
-    notes = db.fetch_all("select kind, payload from public.notifications where workflow_id = %(w)s",
-                         {"w": wf})
+    notes = db.fetch_all(
+        "select kind, payload from public.notifications where workflow_id = %(w)s", {"w": wf}
+    )
     assert len(notes) == 1
     assert notes[0]["kind"] == "workflow_disabled"
-    assert db.fetch_one("select count(*) as n from public.workflow_errors where workflow_id = %(w)s",
-                        {"w": wf}) == {"n": 6}
+    assert db.fetch_one(
+        "select count(*) as n from public.workflow_errors where workflow_id = %(w)s", {"w": wf}
+    ) == {"n": 6}
 
 
 def test_a_success_resets_the_error_counter(db: Database) -> None:
     wf, _ = _setup_workflow(db)
     for i in range(4):
-        db.call("record_workflow_failure", workflow_id=wf, candle_time=T0 + timedelta(minutes=i),
-                error_kind="x", message="boom", max_errors=5)
+        db.call(
+            "record_workflow_failure",
+            workflow_id=wf,
+            candle_time=T0 + timedelta(minutes=i),
+            error_kind="x",
+            message="boom",
+            max_errors=5,
+        )
     db.call("record_setup_analysis", workflow_id=wf, candle_time=T0 + timedelta(minutes=5), decision="wait")
     assert f.workflow(db, wf)["consecutive_errors"] == 0
-    db.call("record_workflow_failure", workflow_id=wf, candle_time=T0 + timedelta(minutes=6),
-            error_kind="x", message="boom", max_errors=5)
+    db.call(
+        "record_workflow_failure",
+        workflow_id=wf,
+        candle_time=T0 + timedelta(minutes=6),
+        error_kind="x",
+        message="boom",
+        max_errors=5,
+    )
     assert f.workflow(db, wf)["is_active"] is True
 
 
 def test_wait_until_max_reanalyses_expires_the_signal(db: Database) -> None:
     wf, signal = _setup_workflow(db, max_reanalyses=3)
-    outcomes = [db.call("record_setup_analysis", workflow_id=wf, candle_time=T0 + timedelta(minutes=i),
-                        decision="wait")["outcome"] for i in range(3)]
+    outcomes = [
+        db.call(
+            "record_setup_analysis", workflow_id=wf, candle_time=T0 + timedelta(minutes=i), decision="wait"
+        )["outcome"]
+        for i in range(3)
+    ]
     assert outcomes == ["continued", "continued", "expired"]
     assert f.workflow(db, wf)["stopped_reason"] == "max_reanalyses"
-    assert db.fetch_one("select status from public.signals where id = %(s)s", {"s": signal}) == \
-        {"status": "expired"}
+    assert db.fetch_one("select status from public.signals where id = %(s)s", {"s": signal}) == {
+        "status": "expired"
+    }
     assert _claim(db, wf, T0 + timedelta(minutes=9))["reason"] == "inactive"
 
 
 def test_enter_trade_opens_the_position_and_registers_its_management(db: Database) -> None:
     wf, _signal = _setup_workflow(db)
     plan = {"side": "long", "entry": "64200", "stop_loss": "63800", "take_profit": "65100"}
-    out = db.call("record_setup_analysis", workflow_id=wf, candle_time=T0, decision="enter_trade",
-                  trade_plan=plan, price=Decimal("64231.50"))
+    out = db.call(
+        "record_setup_analysis",
+        workflow_id=wf,
+        candle_time=T0,
+        decision="enter_trade",
+        trade_plan=plan,
+        price=Decimal("64231.50"),
+    )
     assert out["outcome"] == "entered"
     pos = db.fetch_one("select * from public.positions where id = %(p)s", {"p": out["position_id"]})
     assert pos is not None
-    assert (pos["side"], pos["entry_price"], pos["stop_loss"], pos["take_profit"], pos["status"]) == \
-        ("long", Decimal("64200"), Decimal("63800"), Decimal("65100"), "open")
+    assert (pos["side"], pos["entry_price"], pos["stop_loss"], pos["take_profit"], pos["status"]) == (
+        "long",
+        Decimal("64200"),
+        Decimal("63800"),
+        Decimal("65100"),
+        "open",
+    )
     managed = f.workflow(db, out["position_workflow_id"])
     assert (managed["workflow_type"], managed["is_active"]) == ("position_management", True)
     assert f.workflow(db, wf)["stopped_reason"] == "entered"
@@ -207,10 +257,13 @@ def test_enter_trade_opens_the_position_and_registers_its_management(db: Databas
 
 def test_bad_setup_stops_and_expires(db: Database) -> None:
     wf, signal = _setup_workflow(db)
-    assert db.call("record_setup_analysis", workflow_id=wf, candle_time=T0,
-                   decision="bad_setup")["outcome"] == "bad_setup"
-    assert db.fetch_one("select status from public.signals where id = %(s)s", {"s": signal}) == \
-        {"status": "expired"}
+    assert (
+        db.call("record_setup_analysis", workflow_id=wf, candle_time=T0, decision="bad_setup")["outcome"]
+        == "bad_setup"
+    )
+    assert db.fetch_one("select status from public.signals where id = %(s)s", {"s": signal}) == {
+        "status": "expired"
+    }
 
 
 def _position_workflow(db: Database, **kw: Any) -> tuple[uuid.UUID, uuid.UUID]:
@@ -221,9 +274,16 @@ def _position_workflow(db: Database, **kw: Any) -> tuple[uuid.UUID, uuid.UUID]:
 
 
 def _decide(db: Database, wf: uuid.UUID, at: datetime, action: str, **kw: object) -> dict:
-    params = {"workflow_id": wf, "candle_time": at, "action": action, "params": {},
-              "verdict": "apply", "rejection_reason": None, "price": Decimal("50000"),
-              "expected_version": 0}
+    params = {
+        "workflow_id": wf,
+        "candle_time": at,
+        "action": action,
+        "params": {},
+        "verdict": "apply",
+        "rejection_reason": None,
+        "price": Decimal("50000"),
+        "expected_version": 0,
+    }
     params.update(kw)
     return db.call("record_management_decision", **params)
 
@@ -235,8 +295,9 @@ def test_a_management_decision_for_an_older_candle_is_rejected_as_stale(db: Data
     out = _decide(db, wf, T0, "adjust_sl", new_stop_loss=Decimal("49500"))
     assert out["outcome"] == "rejected"
     assert out["reason"] == "stale_candle"
-    assert db.fetch_one("select stop_loss from public.positions where id = %(p)s", {"p": position}) == \
-        {"stop_loss": Decimal("49000")}
+    assert db.fetch_one("select stop_loss from public.positions where id = %(p)s", {"p": position}) == {
+        "stop_loss": Decimal("49000")
+    }
 
 
 def test_the_database_refuses_a_stop_loss_above_a_longs_price(db: Database) -> None:
@@ -244,8 +305,9 @@ def test_the_database_refuses_a_stop_loss_above_a_longs_price(db: Database) -> N
     _claim(db, wf, T0)
     out = _decide(db, wf, T0, "adjust_sl", new_stop_loss=Decimal("50100"))
     assert out["reason"] == "stop_loss_on_wrong_side_of_price"
-    assert db.fetch_one("select stop_loss, version from public.positions where id = %(p)s",
-                        {"p": position}) == {"stop_loss": Decimal("49000"), "version": 0}
+    assert db.fetch_one(
+        "select stop_loss, version from public.positions where id = %(p)s", {"p": position}
+    ) == {"stop_loss": Decimal("49000"), "version": 0}
 
 
 def test_reduce_then_close_book_realised_pnl_and_stop_the_workflow(db: Database) -> None:
@@ -259,8 +321,12 @@ def test_reduce_then_close_book_realised_pnl_and_stop_the_workflow(db: Database)
     pos = db.fetch_one("select * from public.positions where id = %(p)s", {"p": position})
     assert pos is not None
     # short: (3000-2900)*0.5 + (3000-2950)*1.5 = 50 + 75
-    assert (pos["status"], pos["contracts"], pos["realized_pnl"], pos["exit_price"]) == \
-        ("closed", Decimal("1.50"), Decimal("125.00"), Decimal("2950"))
+    assert (pos["status"], pos["contracts"], pos["realized_pnl"], pos["exit_price"]) == (
+        "closed",
+        Decimal("1.50"),
+        Decimal("125.00"),
+        Decimal("2950"),
+    )
     assert f.workflow(db, wf)["stopped_reason"] == "position_closed"
 
 
@@ -270,8 +336,10 @@ def test_reconciler_registers_what_webhooks_missed_and_stops_closed_ones(db: Dat
     f.analysis(db, waiting, "wait")
     open_position = f.position(db, trader)
     wf_closed, closed_position = _position_workflow(db)
-    db.fetch_one("update public.positions set status = 'closed', closed_at = now() where id = %(p)s"
-                 " returning id", {"p": closed_position})
+    db.fetch_one(
+        "update public.positions set status = 'closed', closed_at = now() where id = %(p)s returning id",
+        {"p": closed_position},
+    )
 
     first = db.call("reconcile_workflows", max_reanalyses=5)
     second = db.call("reconcile_workflows", max_reanalyses=5)
@@ -280,14 +348,17 @@ def test_reconciler_registers_what_webhooks_missed_and_stops_closed_ones(db: Dat
     assert len(first["registered_positions"]) == 1
     assert first["stopped"] == [str(wf_closed)]
     assert (second["registered_setup"], second["registered_positions"], second["stopped"]) == ([], [], [])
-    assert db.fetch_one("select count(*) as n from public.workflow_schedules where position_id = %(p)s"
-                        " and is_active", {"p": open_position}) == {"n": 1}
+    assert db.fetch_one(
+        "select count(*) as n from public.workflow_schedules where position_id = %(p)s and is_active",
+        {"p": open_position},
+    ) == {"n": 1}
 
 
 def test_claim_stops_a_workflow_whose_position_was_closed(db: Database) -> None:
     wf, position = _position_workflow(db)
-    db.fetch_one("update public.positions set status = 'closed' where id = %(p)s returning id",
-                 {"p": position})
+    db.fetch_one(
+        "update public.positions set status = 'closed' where id = %(p)s returning id", {"p": position}
+    )
     assert _claim(db, wf, T0) == {"claimed": False, "reason": "entity_closed"}
     assert f.workflow(db, wf)["stopped_reason"] == "position_closed"
 
@@ -297,18 +368,32 @@ def test_rollout_gate_keeps_users_out_until_enabled(db: Database) -> None:
     trader = f.trader(db)
     signal = f.signal(db, trader)
     analysis = f.analysis(db, signal, "wait")
-    assert db.call("register_setup_monitoring", analysis_id=analysis, max_reanalyses=3) == \
-        {"action": "ignored", "reason": "rollout_gate"}
+    assert db.call("register_setup_monitoring", analysis_id=analysis, max_reanalyses=3) == {
+        "action": "ignored",
+        "reason": "rollout_gate",
+    }
     user_id = db.fetch_one("select user_id from public.traders where id = %(t)s", {"t": trader})
     assert user_id is not None
-    db.fetch_one("update public.rollout_settings set allow_user_ids = array[%(u)s::uuid] returning id",
-                 {"u": user_id["user_id"]})
-    assert db.call("register_setup_monitoring", analysis_id=analysis, max_reanalyses=3)["action"] == \
-        "registered"
+    db.fetch_one(
+        "update public.rollout_settings set allow_user_ids = array[%(u)s::uuid] returning id",
+        {"u": user_id["user_id"]},
+    )
+    assert (
+        db.call("register_setup_monitoring", analysis_id=analysis, max_reanalyses=3)["action"] == "registered"
+    )
 
 
-TABLES = ["user_profiles", "traders", "signals", "signal_analyses", "positions",
-          "workflow_schedules", "management_decisions", "notifications", "workflow_errors"]
+TABLES = [
+    "user_profiles",
+    "traders",
+    "signals",
+    "signal_analyses",
+    "positions",
+    "workflow_schedules",
+    "management_decisions",
+    "notifications",
+    "workflow_errors",
+]
 
 
 def _populate(db: Database) -> uuid.UUID:
@@ -316,17 +401,32 @@ def _populate(db: Database) -> uuid.UUID:
     uid = f.user(db)
     wf, _ = _setup_workflow_for(db, uid)
     db.call("claim_candle", workflow_id=wf, candle_time=T0, lease_seconds=300)
-    db.call("record_setup_analysis", workflow_id=wf, candle_time=T0, decision="enter_trade",
-            trade_plan={"side": "long", "entry": "100"}, price=Decimal("100"))
-    pwf = db.fetch_one("select w.id from public.workflow_schedules w"
-                       " join public.traders t on t.id = w.trader_id"
-                       " where t.user_id = %(u)s and w.workflow_type = 'position_management'", {"u": uid})
+    db.call(
+        "record_setup_analysis",
+        workflow_id=wf,
+        candle_time=T0,
+        decision="enter_trade",
+        trade_plan={"side": "long", "entry": "100"},
+        price=Decimal("100"),
+    )
+    pwf = db.fetch_one(
+        "select w.id from public.workflow_schedules w"
+        " join public.traders t on t.id = w.trader_id"
+        " where t.user_id = %(u)s and w.workflow_type = 'position_management'",
+        {"u": uid},
+    )
     assert pwf is not None
     db.call("claim_candle", workflow_id=pwf["id"], candle_time=T0, lease_seconds=300)
     _decide(db, pwf["id"], T0, "hold", price=Decimal("100"))
     for i in range(5):
-        db.call("record_workflow_failure", workflow_id=pwf["id"], candle_time=T0 + timedelta(minutes=i + 1),
-                error_kind="x", message="boom", max_errors=5)
+        db.call(
+            "record_workflow_failure",
+            workflow_id=pwf["id"],
+            candle_time=T0 + timedelta(minutes=i + 1),
+            error_kind="x",
+            message="boom",
+            max_errors=5,
+        )
     return uid
 
 
@@ -352,11 +452,14 @@ def test_rls_a_user_reads_only_their_own_rows_and_writes_nothing(db: Database, d
         for me, other in ((alice, bob), (bob, alice)):
             conn.execute("set local role authenticated")
             conn.execute("select set_config('request.jwt.claims', %s, true)", (f'{{"sub": "{me}"}}',))
-            seen = {t: conn.execute(f"select count(*) from public.{t}").fetchone()[0]  # type: ignore[index]
-                    for t in TABLES}
+            seen = {
+                t: conn.execute(f"select count(*) from public.{t}").fetchone()[0]  # type: ignore[index]
+                for t in TABLES
+            }
             assert seen == alone  # exactly their own rows, in every table
-            leaked = conn.execute("select count(*) from public.traders where user_id = %s",
-                                  (str(other),)).fetchone()
+            leaked = conn.execute(
+                "select count(*) from public.traders where user_id = %s", (str(other),)
+            ).fetchone()
             assert leaked == (0,)
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute("update public.signals set status = 'expired'")
@@ -368,3 +471,17 @@ def test_rls_a_user_reads_only_their_own_rows_and_writes_nothing(db: Database, d
         conn.execute("set local role service_role")
         both = conn.execute("select count(*) from public.user_profiles").fetchone()
         assert both == (2,)
+
+
+def test_the_adapter_reconnects_after_its_connection_is_killed(db: Database, pg_admin_url: str) -> None:
+    from functions.core.errors import DatabaseUnavailable
+
+    pid = db.fetch_one("select pg_backend_pid() as pid")
+    assert pid is not None
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute("select pg_terminate_backend(%s)", (pid["pid"],))
+    with pytest.raises(DatabaseUnavailable):
+        db.fetch_one("select 1 as one")
+    assert db.fetch_one("select 1 as one") == {"one": 1}  # a fresh connection, no restart
+    again = db.fetch_one("select pg_backend_pid() as pid")
+    assert again is not None and again["pid"] != pid["pid"]
