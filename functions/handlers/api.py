@@ -8,6 +8,7 @@ good. FastAPI stays out of the worker functions' import path (it costs ~0.65 s c
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from typing import Annotated, Any
@@ -155,5 +156,22 @@ def create_app() -> FastAPI:
     return app
 
 
+class _LambdaHandler(Mangum):
+    """Mangum 0.22 runs each request with `asyncio.get_event_loop().run_until_complete`,
+    which fails once anything in the process has called `asyncio.run()` (it leaves the
+    thread with no current loop). A fresh Lambda never has; an in-process caller (the
+    demo, tests, a warm container reused by a tool) may. Give it a loop when it has none."""
+
+    def __call__(self, event: Any, context: Any) -> Any:
+        try:
+            loop = asyncio.get_event_loop_policy().get_event_loop()
+            usable = not loop.is_closed() and not loop.is_running()
+        except RuntimeError:
+            usable = False
+        if not usable:
+            asyncio.set_event_loop(asyncio.new_event_loop())
+        return super().__call__(event, context)
+
+
 app = create_app()
-handler = Mangum(app, lifespan="off")
+handler = _LambdaHandler(app, lifespan="off")

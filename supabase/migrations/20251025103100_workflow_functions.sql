@@ -47,35 +47,23 @@ $$;
 
 -- Registration -----------------------------------------------------------------
 
--- Register setup monitoring for a signal (internal; the gate and signal state are checked here).
-create or replace function public._register_setup(p_signal_id uuid, p_max_reanalyses integer)
+-- The part both registrations share: the rollout gate, the interval from the trader's
+-- filter, and insert-or-find under the unique key (a concurrent registration that wins
+-- the key makes this one answer already_registered with the winner's id).
+create or replace function public._insert_workflow(
+    p_type text, p_signal_id uuid, p_position_id uuid, p_trader_id uuid, p_symbol text,
+    p_check_gate boolean, p_max_reanalyses integer)
 returns jsonb
 language plpgsql
 set search_path = ''
 as $$
 declare
-    v_signal   public.signals%rowtype;
     v_trader   public.traders%rowtype;
-    v_existing public.workflow_schedules%rowtype;
     v_interval text;
     v_id       uuid;
 begin
-    select * into v_existing from public.workflow_schedules
-     where signal_id = p_signal_id and workflow_type = 'setup_monitoring';
-    if found then
-        return jsonb_build_object('action', 'already_registered', 'workflow_id', v_existing.id,
-                                  'is_active', v_existing.is_active);
-    end if;
-
-    select * into v_signal from public.signals where id = p_signal_id;
-    if not found then
-        return jsonb_build_object('action', 'ignored', 'reason', 'signal_not_found');
-    end if;
-    if v_signal.status not in ('new', 'monitoring') then
-        return jsonb_build_object('action', 'ignored', 'reason', 'signal_' || v_signal.status);
-    end if;
-    select * into v_trader from public.traders where id = v_signal.trader_id;
-    if not public.monitoring_allowed(v_trader.user_id) then
+    select * into v_trader from public.traders where id = p_trader_id;
+    if p_check_gate and not public.monitoring_allowed(v_trader.user_id) then
         return jsonb_build_object('action', 'ignored', 'reason', 'rollout_gate');
     end if;
     v_interval := coalesce(v_trader.filter ->> 'interval', '1h');
@@ -84,21 +72,53 @@ begin
     end if;
 
     insert into public.workflow_schedules
-        (workflow_type, signal_id, trader_id, symbol, interval, max_reanalyses)
-    values ('setup_monitoring', p_signal_id, v_trader.id, v_signal.symbol, v_interval, p_max_reanalyses)
-    on conflict (signal_id) where workflow_type = 'setup_monitoring' do nothing
+        (workflow_type, signal_id, position_id, trader_id, symbol, interval, max_reanalyses)
+    values (p_type, p_signal_id, p_position_id, p_trader_id, p_symbol, v_interval, p_max_reanalyses)
+    on conflict do nothing
     returning id into v_id;
-
-    if v_id is null then  -- a concurrent registration won the unique key
+    if v_id is null then
         select id into v_id from public.workflow_schedules
-         where signal_id = p_signal_id and workflow_type = 'setup_monitoring';
+         where workflow_type = p_type
+           and (case when p_type = 'setup_monitoring' then signal_id = p_signal_id
+                     else position_id = p_position_id end);
         return jsonb_build_object('action', 'already_registered', 'workflow_id', v_id, 'is_active', true);
     end if;
-
-    update public.signals set status = 'monitoring', updated_at = now()
-     where id = p_signal_id and status = 'new';
     return jsonb_build_object('action', 'registered', 'workflow_id', v_id,
-                              'symbol', v_signal.symbol, 'interval', v_interval);
+                              'symbol', p_symbol, 'interval', v_interval);
+end
+$$;
+
+-- Register setup monitoring for a signal (internal: callers have checked the decision).
+create or replace function public._register_setup(p_signal_id uuid, p_max_reanalyses integer)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_signal   public.signals%rowtype;
+    v_existing public.workflow_schedules%rowtype;
+    v_result   jsonb;
+begin
+    select * into v_existing from public.workflow_schedules
+     where signal_id = p_signal_id and workflow_type = 'setup_monitoring';
+    if found then
+        return jsonb_build_object('action', 'already_registered', 'workflow_id', v_existing.id,
+                                  'is_active', v_existing.is_active);
+    end if;
+    select * into v_signal from public.signals where id = p_signal_id;
+    if not found then
+        return jsonb_build_object('action', 'ignored', 'reason', 'signal_not_found');
+    end if;
+    if v_signal.status not in ('new', 'monitoring') then
+        return jsonb_build_object('action', 'ignored', 'reason', 'signal_' || v_signal.status);
+    end if;
+    v_result := public._insert_workflow('setup_monitoring', p_signal_id, null, v_signal.trader_id,
+                                        v_signal.symbol, true, p_max_reanalyses);
+    if v_result ->> 'action' = 'registered' then
+        update public.signals set status = 'monitoring', updated_at = now()
+         where id = p_signal_id and status = 'new';
+    end if;
+    return v_result;
 end
 $$;
 
@@ -131,10 +151,7 @@ set search_path = ''
 as $$
 declare
     v_position public.positions%rowtype;
-    v_trader   public.traders%rowtype;
     v_existing public.workflow_schedules%rowtype;
-    v_interval text;
-    v_id       uuid;
 begin
     select * into v_existing from public.workflow_schedules
      where position_id = p_position_id and workflow_type = 'position_management';
@@ -149,26 +166,8 @@ begin
     if v_position.status <> 'open' then
         return jsonb_build_object('action', 'ignored', 'reason', 'position_' || v_position.status);
     end if;
-    select * into v_trader from public.traders where id = v_position.trader_id;
-    if p_check_gate and not public.monitoring_allowed(v_trader.user_id) then
-        return jsonb_build_object('action', 'ignored', 'reason', 'rollout_gate');
-    end if;
-    v_interval := coalesce(v_trader.filter ->> 'interval', '1h');
-    if not public.valid_interval(v_interval) then
-        return jsonb_build_object('action', 'ignored', 'reason', 'invalid_interval');
-    end if;
-
-    insert into public.workflow_schedules (workflow_type, position_id, signal_id, trader_id, symbol, interval)
-    values ('position_management', p_position_id, null, v_trader.id, v_position.symbol, v_interval)
-    on conflict (position_id) where workflow_type = 'position_management' do nothing
-    returning id into v_id;
-    if v_id is null then
-        select id into v_id from public.workflow_schedules
-         where position_id = p_position_id and workflow_type = 'position_management';
-        return jsonb_build_object('action', 'already_registered', 'workflow_id', v_id, 'is_active', true);
-    end if;
-    return jsonb_build_object('action', 'registered', 'workflow_id', v_id,
-                              'symbol', v_position.symbol, 'interval', v_interval);
+    return public._insert_workflow('position_management', null, p_position_id, v_position.trader_id,
+                                   v_position.symbol, p_check_gate, null);
 end
 $$;
 
@@ -745,7 +744,8 @@ begin
         select p.oid::regprocedure as sig
           from pg_proc p join pg_namespace n on n.oid = p.pronamespace
          where n.nspname = 'public'
-           and p.proname in ('rollout_bucket', 'monitoring_allowed', 'valid_interval', '_register_setup',
+           and p.proname in ('rollout_bucket', 'monitoring_allowed', 'valid_interval', '_insert_workflow',
+                             '_register_setup',
                              'register_setup_monitoring', 'register_position_management', 'stop_workflow',
                              'stop_position_management', 'claim_candle', 'claim_initial_analysis',
                              '_open_position_from_plan', 'record_setup_analysis', 'record_initial_analysis',

@@ -55,3 +55,14 @@ def test_workflow_routes_list_show_and_stop(db_url: str) -> None:
         assert call("GET", f"/workflows/{uuid.uuid4()}")[0] == 404
         assert call("GET", "/workflows/not-a-uuid")[0] == 422
         assert call("GET", "/workflows", query="symbol=btc")[0] == 422
+
+
+def test_the_api_handler_still_answers_after_asyncio_run_in_the_same_process(db_url: str) -> None:
+    import asyncio
+
+    async def nothing() -> None:
+        return None
+
+    with running_stack(db_url):
+        asyncio.run(nothing())  # leaves the main thread without a current event loop
+        assert call("GET", "/health", key=None) == (200, {"status": "ok"})
