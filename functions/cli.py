@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -47,7 +48,7 @@ def _db_migrate(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"  {message}", file=sys.stderr)
 
-    result = migrate(_database_url(args), progress=progress)
+    result = migrate(_database_url(args), migrations_dir=args.migrations_dir, progress=progress)
     data = {
         "applied": [f"{m.version}_{m.name}" for m in result.applied],
         "already_applied": result.already_applied,
@@ -274,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate", help="apply pending supabase/migrations (recorded like the Supabase CLI)"
     )
     add_db_args(migrate)
+    migrate.add_argument("--migrations-dir", type=Path, default=None,
+                         help="folder of <timestamp>_<name>.sql files (default: the repository's "
+                              "supabase/migrations)")
     migrate.set_defaults(func=_db_migrate)
 
     wf = sub.add_parser("workflows", help="list, show and stop workflows").add_subparsers(

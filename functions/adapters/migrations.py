@@ -63,7 +63,11 @@ def migrate(
 ) -> MigrateResult:
     """Apply pending migrations; return what was applied and what already was."""
     base = supabase_dir()
-    migrations = discover(migrations_dir or base / "migrations")
+    folder = migrations_dir or base / "migrations"
+    if not folder.is_dir():
+        raise InvalidInput(f"no migrations folder at {folder} (install with `pip install -e .` from the "
+                           "repository, or pass --migrations-dir)")
+    migrations = discover(folder)
     bootstrap_sql = (bootstrap or base / "local_bootstrap.sql").read_text()
     try:
         with psycopg.connect(database_url, autocommit=True, prepare_threshold=None) as conn:

@@ -187,7 +187,7 @@ def lambda_deliver(secret: str) -> Deliver:
     }
 
     def deliver(body: str) -> Response:
-        response = api.handler(http_api_event(body, headers), LambdaContext("api"))  # type: ignore[arg-type]
+        response = api.handler(http_api_event(body, headers), LambdaContext("api"))
         try:
             answer: Any = json.loads(response.get("body") or "null")
         except ValueError:

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("moto_endpoint")
 
 def call(method: str, path: str, key: str | None = ADMIN_KEY, query: str = "") -> tuple[int, Any]:
     headers = {"x-api-key": key} if key else {}
-    response = api.handler(http_api_event(method, path, headers=headers, query=query), LambdaContext("api"))  # type: ignore[arg-type]
+    response = api.handler(http_api_event(method, path, headers=headers, query=query), LambdaContext("api"))
     return response["statusCode"], json.loads(response["body"])
 
 

@@ -23,7 +23,7 @@ def post_webhook(body: str) -> dict[str, Any]:
     event = http_api_event(
         "POST", "/webhooks/supabase", body=body, headers={"authorization": f"Bearer {WEBHOOK_SECRET}"}
     )
-    response = api.handler(event, LambdaContext("api"))  # type: ignore[arg-type]
+    response = api.handler(event, LambdaContext("api"))
     assert response["statusCode"] == 200, response
     return dict(json.loads(response["body"]))
 

@@ -27,7 +27,7 @@ PLAN = {"side": "long", "entry": "50010", "stop_loss": "49500", "take_profit": "
 def post_webhook(body: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
     headers = {"x-supabase-webhook-source": WEBHOOK_SECRET} if headers is None else headers
     event = http_api_event("POST", "/webhooks/supabase", body=body, headers=headers)
-    response = api.handler(event, LambdaContext("api"))  # type: ignore[arg-type]
+    response = api.handler(event, LambdaContext("api"))
     return response["statusCode"], json.loads(response["body"])
 
 
