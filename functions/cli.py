@@ -275,9 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate", help="apply pending supabase/migrations (recorded like the Supabase CLI)"
     )
     add_db_args(migrate)
-    migrate.add_argument("--migrations-dir", type=Path, default=None,
-                         help="folder of <timestamp>_<name>.sql files (default: the repository's "
-                              "supabase/migrations)")
+    migrate.add_argument(
+        "--migrations-dir",
+        type=Path,
+        default=None,
+        help="folder of <timestamp>_<name>.sql files (default: the repository's supabase/migrations)",
+    )
     migrate.set_defaults(func=_db_migrate)
 
     wf = sub.add_parser("workflows", help="list, show and stop workflows").add_subparsers(

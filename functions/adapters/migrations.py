@@ -65,8 +65,10 @@ def migrate(
     base = supabase_dir()
     folder = migrations_dir or base / "migrations"
     if not folder.is_dir():
-        raise InvalidInput(f"no migrations folder at {folder} (install with `pip install -e .` from the "
-                           "repository, or pass --migrations-dir)")
+        raise InvalidInput(
+            f"no migrations folder at {folder} (install with `pip install -e .` from the "
+            "repository, or pass --migrations-dir)"
+        )
     migrations = discover(folder)
     bootstrap_sql = (bootstrap or base / "local_bootstrap.sql").read_text()
     try:

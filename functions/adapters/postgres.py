@@ -26,7 +26,9 @@ from functions.core.errors import DatabaseError, DatabaseUnavailable, NotFound
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
-_TRANSIENT_SQLSTATES = ("08", "53", "57P", "40001", "40P01")
+# Connection (08), resources (53), shutdown (57P), serialization/deadlock, and timeouts
+# (statement 57014, lock 55P03): all may succeed if the same statement runs again later.
+_TRANSIENT_SQLSTATES = ("08", "53", "57P", "57014", "55P03", "40001", "40P01")
 
 
 def _translate(exc: psycopg.Error) -> Exception:

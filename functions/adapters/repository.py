@@ -261,8 +261,16 @@ class PostgresRepository:
             )
         )
 
-    def record_initial_failure(self, signal_id: UUID, kind: str, message: str) -> None:
-        self.db.call("record_initial_failure", signal_id=signal_id, error_kind=kind, message=message)
+    def record_initial_failure(
+        self, signal_id: UUID, kind: str, message: str, *, release_claim: bool = False
+    ) -> None:
+        self.db.call(
+            "record_initial_failure",
+            signal_id=signal_id,
+            error_kind=kind,
+            message=message,
+            release_claim=release_claim,
+        )
 
     # fan-out, reconciliation ------------------------------------------------------------
 

@@ -21,11 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from functions.core.models import Action, PositionSnapshot, Side
-
-# No traded price or fraction lies outside 1e-30..1e30; beyond that a value is nonsense
-# (and `1e999999999` would not even fit a Postgres numeric).
-_PLAUSIBLE_EXPONENTS = (-30, 30)
+from functions.core.models import Action, PositionSnapshot, Side, is_plausible
 
 
 @dataclass(frozen=True)
@@ -74,11 +70,7 @@ def parse_price(value: Any) -> Decimal | None:
         number = Decimal(text)
     except (InvalidOperation, ValueError):
         return None
-    if (
-        not number.is_finite()
-        or number <= 0
-        or not _PLAUSIBLE_EXPONENTS[0] <= number.adjusted() <= _PLAUSIBLE_EXPONENTS[1]
-    ):
+    if not is_plausible(number) or number <= 0:  # finite first: NaN <= 0 raises
         return None
     return number
 

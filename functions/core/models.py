@@ -7,12 +7,22 @@ Unknown extra fields are ignored (the proxy may add more over time).
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# No traded price, size or fraction lies outside 1e-30..1e30: beyond that a number from
+# the LLM is nonsense, and `1e999999` would not even fit a Postgres numeric.
+PLAUSIBLE_EXPONENTS = (-30, 30)
+MAX_TOKENS = 2**31 - 1  # the token columns are Postgres integers
+
+
+def is_plausible(number: Decimal) -> bool:
+    return number.is_finite() and PLAUSIBLE_EXPONENTS[0] <= number.adjusted() <= PLAUSIBLE_EXPONENTS[1]
 
 
 class Decision(StrEnum):
@@ -42,9 +52,9 @@ class AnalysisType(StrEnum):
 class Usage(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    prompt_tokens: int = Field(default=0, ge=0)
-    completion_tokens: int = Field(default=0, ge=0)
-    total_tokens: int = Field(default=0, ge=0)
+    prompt_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS)
+    completion_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS)
+    total_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS)
 
 
 class TradePlan(BaseModel):
@@ -64,6 +74,22 @@ class TradePlan(BaseModel):
         # A JSON float like 0.1 must become Decimal("0.1"), not 0.1000000000000000055...
         return str(value) if isinstance(value, float) else value
 
+    @field_validator("entry", "stop_loss", "take_profit", "contracts")
+    @classmethod
+    def _plausible(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and not is_plausible(value):
+            raise ValueError("not a plausible price or size")
+        return value
+
+    def brackets(self, entry: Decimal) -> bool:
+        """A long's stop below `entry` and target above it (mirrored for a short)."""
+        below, above = (
+            (self.stop_loss, self.take_profit)
+            if self.side is Side.LONG
+            else (self.take_profit, self.stop_loss)
+        )
+        return (below is None or below < entry) and (above is None or above > entry)
+
 
 class _Answer(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -73,6 +99,12 @@ class _Answer(BaseModel):
     usage: Usage = Usage()
     model: str | None = None
     trace_id: str | None = None
+
+    @field_validator("reasoning", "model", "trace_id")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        # Postgres text cannot hold NUL; dropping it loses nothing a reader could see.
+        return None if value is None else value.replace("\x00", "")
 
 
 class SetupAnswer(_Answer):
@@ -87,6 +119,13 @@ class ManagementAnswer(_Answer):
 
     action: str
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _storable(self) -> ManagementAnswer:
+        # jsonb refuses "\u0000"; such params are garbage, not something to half-store.
+        if "\x00" in self.action or "\\u0000" in json.dumps(self.params):
+            raise ValueError("action or params contain a NUL character")
+        return self
 
 
 class LlmResult(BaseModel):

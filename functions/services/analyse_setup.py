@@ -9,9 +9,10 @@ claim does not pay for a second answer.
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 
 from functions.core.contracts import AnalysisJob, JobKind, format_time
-from functions.core.errors import LlmProxyError, LlmProxyInvalidAnswer
+from functions.core.errors import DatabaseError, LlmProxyError, LlmProxyInvalidAnswer, LlmProxyUnavailable
 from functions.core.models import (
     AnalysisType,
     AnalyzeSignalRequest,
@@ -56,15 +57,24 @@ def _request(job: AnalysisJob, ctx: SetupContext, config: WorkerConfig) -> Analy
     )
 
 
-def _answer(result: LlmResult, *, need_entry: bool) -> SetupAnswer:
+def _answer(result: LlmResult, *, price: Decimal | None) -> SetupAnswer:
+    """The answer, if it is one we can apply: an `enter_trade` needs a plan whose stop and
+    target bracket its entry (the plan's own, else the candle's close)."""
     answer = result.answer
     if not isinstance(answer, SetupAnswer):
         raise LlmProxyInvalidAnswer("analyze-signal answered a management action")
     if answer.decision is Decision.ENTER_TRADE:
-        if answer.trade_plan is None:
+        plan = answer.trade_plan
+        if plan is None:
             raise LlmProxyInvalidAnswer("enter_trade without a trade_plan")
-        if need_entry and answer.trade_plan.entry is None:
+        entry = plan.entry or price
+        if entry is None:
             raise LlmProxyInvalidAnswer("enter_trade without an entry price and no candle to price it")
+        if not plan.brackets(entry):
+            raise LlmProxyInvalidAnswer(
+                f"trade plan does not bracket its entry {entry}: {plan.side} stop {plan.stop_loss},"
+                f" target {plan.take_profit}"
+            )
     return answer
 
 
@@ -122,11 +132,10 @@ def process_setup_job(
         result = llm.analyze_signal(
             _request(job, ctx, config), idempotency_key=job.dedup_key, deadline=deadline
         )
-        answer = _answer(result, need_entry=False)
-    except LlmProxyError as exc:
+        answer = _answer(result, price=job.candle.close)
+        outcome = repo.record_setup_analysis(job.workflow_id, job.candle, answer, result.latency_ms)
+    except (LlmProxyError, DatabaseError) as exc:  # DatabaseUnavailable propagates: redelivery
         return record_llm_failure(job, exc, repo=repo, metrics=metrics, config=config)
-
-    outcome = repo.record_setup_analysis(job.workflow_id, job.candle, answer, result.latency_ms)
     if outcome.outcome == "duplicate":
         # The claim should make this impossible: an alarm watches this metric.
         metrics.count(MetricName.DUPLICATE_CANDLES_PROCESSED)
@@ -154,9 +163,15 @@ def _initial(
         result = llm.analyze_signal(
             _request(job, ctx, config), idempotency_key=job.dedup_key, deadline=deadline
         )
-        answer = _answer(result, need_entry=True)
-    except LlmProxyError as exc:
-        repo.record_initial_failure(job.signal_id, error_kind(exc), str(exc))
+        answer = _answer(result, price=None)
+        outcome = repo.record_initial_analysis(
+            job.signal_id, answer, result.latency_ms, config.max_reanalyses
+        )
+    except (LlmProxyError, DatabaseError) as exc:
+        # llm-proxy down: release the claim so the reconciler queues the signal again.
+        repo.record_initial_failure(
+            job.signal_id, error_kind(exc), str(exc), release_claim=isinstance(exc, LlmProxyUnavailable)
+        )
         metrics.count(MetricName.ANALYSIS_ERRORS)
         log.warning(
             LogEvent.ERROR,
@@ -167,7 +182,6 @@ def _initial(
             },
         )
         return JobOutcome("failed", error_kind(exc))
-    outcome = repo.record_initial_analysis(job.signal_id, answer, result.latency_ms, config.max_reanalyses)
     if outcome.outcome == "duplicate":
         metrics.count(MetricName.DUPLICATE_CANDLES_PROCESSED)
         return JobOutcome("skipped", "duplicate_record")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from functions.core.contracts import AnalysisJob
-from functions.core.errors import LlmProxyError, LlmProxyInvalidAnswer, LlmProxyRejected
+from functions.core.errors import DatabaseError, LlmProxyError, LlmProxyInvalidAnswer, LlmProxyRejected
 from functions.core.guardrails import GuardrailConfig
 from functions.core.models import LlmResult
 from functions.core.telemetry import SERVICE, LogEvent, MetricName
@@ -44,7 +44,9 @@ class JobOutcome:
     tokens: int = 0
 
 
-def error_kind(exc: LlmProxyError) -> str:
+def error_kind(exc: LlmProxyError | DatabaseError) -> str:
+    if isinstance(exc, DatabaseError):
+        return "record_rejected"
     if isinstance(exc, LlmProxyInvalidAnswer):
         return "llm_invalid_answer"
     if isinstance(exc, LlmProxyRejected):
@@ -60,8 +62,19 @@ def skipped_claim(job: AnalysisJob, reason: str, metrics: Metrics) -> JobOutcome
 
 
 def record_llm_failure(
-    job: AnalysisJob, exc: LlmProxyError, *, repo: Repository, metrics: Metrics, config: WorkerConfig
+    job: AnalysisJob,
+    exc: LlmProxyError | DatabaseError,
+    *,
+    repo: Repository,
+    metrics: Metrics,
+    config: WorkerConfig,
 ) -> JobOutcome:
+    """Record a failed attempt against the workflow; the message is done.
+
+    Also takes a `DatabaseError` from the record call: the database refused what the
+    answer asked for (a permanent error, unlike `DatabaseUnavailable`). Redelivering
+    would call the LLM again and fail again; counting it lets auto-disable stop a
+    workflow whose answers can never be stored."""
     assert job.workflow_id is not None and job.candle is not None
     kind = error_kind(exc)
     failure = repo.record_workflow_failure(

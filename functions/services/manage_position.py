@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from functions.core.contracts import AnalysisJob, format_time
-from functions.core.errors import LlmProxyError, LlmProxyInvalidAnswer
+from functions.core.errors import DatabaseError, LlmProxyError, LlmProxyInvalidAnswer
 from functions.core.guardrails import Verdict, check_action, paper_fill
 from functions.core.models import ManagementAnswer, ManagePositionRequest, PositionContext, TraceMetadata
 from functions.core.telemetry import SERVICE, LogEvent, MetricName
@@ -97,22 +97,23 @@ def process_position_job(
         result = llm.manage_position(
             _request(job, ctx, config), idempotency_key=job.dedup_key, deadline=deadline
         )
-        if not isinstance(result.answer, ManagementAnswer):
+        answer = result.answer
+        if not isinstance(answer, ManagementAnswer):
             raise LlmProxyInvalidAnswer("manage-position answered a setup decision")
-    except LlmProxyError as exc:
+        verdict = check_action(
+            answer.action, answer.params, ctx.position, job.candle.close, config.guardrails
+        )
+        outcome = repo.record_management_decision(
+            job.workflow_id,
+            job.candle,
+            ctx.position,
+            verdict,
+            params=answer.params,
+            answer=answer,
+            latency_ms=result.latency_ms,
+        )
+    except (LlmProxyError, DatabaseError) as exc:  # DatabaseUnavailable propagates: redelivery
         return record_llm_failure(job, exc, repo=repo, metrics=metrics, config=config)
-    answer = result.answer
-
-    verdict = check_action(answer.action, answer.params, ctx.position, job.candle.close, config.guardrails)
-    outcome = repo.record_management_decision(
-        job.workflow_id,
-        job.candle,
-        ctx.position,
-        verdict,
-        params=answer.params,
-        answer=answer,
-        latency_ms=result.latency_ms,
-    )
     if outcome.outcome == "duplicate":
         metrics.count(MetricName.DUPLICATE_CANDLES_PROCESSED)
         return JobOutcome("skipped", "duplicate_record", job.workflow_id)

@@ -60,6 +60,28 @@ create table if not exists public.positions (
     updated_at        timestamptz not null default now()
 );
 create index if not exists positions_trader_id_idx on public.positions (trader_id);
+
+-- Any change to what a decision is judged against bumps `version`, whoever makes it
+-- (the platform, the UI, a decision), so a decision computed on an older snapshot is
+-- rejected as position_changed instead of applied to a position it never saw.
+create or replace function public._bump_position_version()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+    if (new.side, new.entry_price, new.contracts, new.stop_loss, new.take_profit, new.status)
+       is distinct from (old.side, old.entry_price, old.contracts, old.stop_loss, old.take_profit, old.status)
+    then
+        new.version := old.version + 1;
+    else
+        new.version := old.version;
+    end if;
+    return new;
+end
+$$;
+create trigger positions_bump_version before update on public.positions
+    for each row execute function public._bump_position_version();
 -- An enter_trade opens at most one position per signal, however often it is delivered.
 create unique index if not exists positions_one_per_signal
     on public.positions (signal_id) where signal_id is not null;

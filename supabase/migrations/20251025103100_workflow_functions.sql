@@ -20,18 +20,21 @@ returns boolean
 language sql stable
 set search_path = ''
 as $$
+    -- The inner coalesce fails closed (a NULL element in an array must not let anyone
+    -- in); the outer one keeps everyone allowed when no settings row exists at all.
     select coalesce((
-        select r.enabled
-           and not (p_user_id = any (r.deny_user_ids))
+        select coalesce(
+           r.enabled
+           and not coalesce(p_user_id = any (r.deny_user_ids), true)
            and (
-                p_user_id = any (r.allow_user_ids)
+                coalesce(p_user_id = any (r.allow_user_ids), false)
                 or (
                     (r.tiers is null or exists (
                         select 1 from public.user_profiles u
                         where u.id = p_user_id and u.subscription_tier = any (r.tiers)))
                     and public.rollout_bucket(p_user_id) < r.percent
                 )
-           )
+           ), false)
         from public.rollout_settings r where r.id
     ), true)
 $$;
@@ -315,28 +318,40 @@ declare
     v_signal   public.signals%rowtype;
     v_position uuid;
     v_entry    numeric;
+    v_side     text;
+    v_sl       numeric;
+    v_tp       numeric;
     v_reg      jsonb;
 begin
     select * into v_signal from public.signals where id = p_signal_id;
     v_entry := coalesce(nullif(p_plan ->> 'entry', '')::numeric, p_price);
+    v_side := coalesce(p_plan ->> 'side', 'long');
+    v_sl := nullif(p_plan ->> 'stop_loss', '')::numeric;
+    v_tp := nullif(p_plan ->> 'take_profit', '')::numeric;
     if v_entry is null then
         raise exception 'enter_trade for signal % has no entry price', p_signal_id
             using errcode = '22023';
     end if;
+    -- A long's stop below its entry and target above (mirrored for a short): a plan
+    -- that inverts them would book invented profit or be stuck with an unfixable stop.
+    if (v_side = 'long' and (v_sl >= v_entry or v_tp <= v_entry))
+       or (v_side = 'short' and (v_sl <= v_entry or v_tp >= v_entry)) then
+        raise exception 'trade plan for signal % does not bracket its entry %', p_signal_id, v_entry
+            using errcode = '22023';
+    end if;
     insert into public.positions
         (trader_id, signal_id, symbol, side, entry_price, contracts, initial_contracts, stop_loss, take_profit)
-    values (v_signal.trader_id, p_signal_id, v_signal.symbol,
-            coalesce(p_plan ->> 'side', 'long'), v_entry,
+    values (v_signal.trader_id, p_signal_id, v_signal.symbol, v_side, v_entry,
             coalesce(nullif(p_plan ->> 'contracts', '')::numeric, 1),
             coalesce(nullif(p_plan ->> 'contracts', '')::numeric, 1),
-            nullif(p_plan ->> 'stop_loss', '')::numeric,
-            nullif(p_plan ->> 'take_profit', '')::numeric)
+            v_sl, v_tp)
     on conflict (signal_id) where signal_id is not null do nothing
     returning id into v_position;
     if v_position is null then
         select id into v_position from public.positions where signal_id = p_signal_id;
     end if;
-    update public.signals set status = 'entered', updated_at = now() where id = p_signal_id;
+    update public.signals set status = 'entered', updated_at = now()
+     where id = p_signal_id and status in ('new', 'monitoring');
     v_reg := public.register_position_management(v_position, false);
     return jsonb_build_object('position_id', v_position, 'position_workflow_id', v_reg -> 'workflow_id');
 end
@@ -359,6 +374,7 @@ set search_path = ''
 as $$
 declare
     v_wf       public.workflow_schedules%rowtype;
+    v_status   text;
     v_analysis uuid;
     v_opened   jsonb;
 begin
@@ -367,6 +383,8 @@ begin
     if not found then
         raise exception 'setup workflow % not found', p_workflow_id using errcode = 'P0002';
     end if;
+    -- Locked so that a cancellation committed during the LLM call is seen, not overwritten.
+    select status into v_status from public.signals where id = v_wf.signal_id for update;
 
     insert into public.signal_analyses
         (signal_id, workflow_id, decision, confidence, reasoning, trade_plan, analysis_type, candle_time,
@@ -389,13 +407,24 @@ begin
         return jsonb_build_object('outcome', 'not_applied', 'analysis_id', v_analysis,
                                   'reason', 'workflow_inactive');
     end if;
+    if v_wf.last_candle_time is distinct from p_candle_time then
+        -- A newer candle was claimed while this one was analysed: its answer decides.
+        return jsonb_build_object('outcome', 'not_applied', 'analysis_id', v_analysis,
+                                  'reason', 'stale_candle');
+    end if;
+    if v_status is null or v_status not in ('new', 'monitoring') then
+        perform public.stop_workflow(v_wf.id, 'signal_' || coalesce(v_status, 'gone'));
+        return jsonb_build_object('outcome', 'not_applied', 'analysis_id', v_analysis,
+                                  'reason', 'signal_' || coalesce(v_status, 'gone'));
+    end if;
 
     if p_decision = 'wait' then
         update public.workflow_schedules set reanalysis_count = reanalysis_count + 1
          where id = v_wf.id returning * into v_wf;
         if v_wf.max_reanalyses is not null and v_wf.reanalysis_count >= v_wf.max_reanalyses then
             perform public.stop_workflow(v_wf.id, 'max_reanalyses');
-            update public.signals set status = 'expired', updated_at = now() where id = v_wf.signal_id;
+            update public.signals set status = 'expired', updated_at = now()
+             where id = v_wf.signal_id and status in ('new', 'monitoring');
             return jsonb_build_object('outcome', 'expired', 'analysis_id', v_analysis,
                                       'reanalysis_count', v_wf.reanalysis_count);
         end if;
@@ -407,7 +436,8 @@ begin
         return jsonb_build_object('outcome', 'entered', 'analysis_id', v_analysis) || v_opened;
     else
         perform public.stop_workflow(v_wf.id, 'bad_setup');
-        update public.signals set status = 'expired', updated_at = now() where id = v_wf.signal_id;
+        update public.signals set status = 'expired', updated_at = now()
+         where id = v_wf.signal_id and status in ('new', 'monitoring');
         return jsonb_build_object('outcome', 'bad_setup', 'analysis_id', v_analysis);
     end if;
 end
@@ -426,10 +456,11 @@ language plpgsql
 set search_path = ''
 as $$
 declare
+    v_status   text;
     v_analysis uuid;
     v_result   jsonb;
 begin
-    perform 1 from public.signals where id = p_signal_id for update;
+    select status into v_status from public.signals where id = p_signal_id for update;
     if not found then
         raise exception 'signal % not found', p_signal_id using errcode = 'P0002';
     end if;
@@ -443,6 +474,10 @@ begin
     if v_analysis is null then
         return jsonb_build_object('outcome', 'duplicate');
     end if;
+    if v_status <> 'new' then  -- cancelled (or otherwise moved on) during the LLM call
+        return jsonb_build_object('outcome', 'not_applied', 'analysis_id', v_analysis,
+                                  'reason', 'signal_' || v_status);
+    end if;
 
     if p_decision = 'wait' then
         v_result := public._register_setup(p_signal_id, p_max_reanalyses);
@@ -452,7 +487,8 @@ begin
         v_result := public._open_position_from_plan(p_signal_id, coalesce(p_trade_plan, '{}'), null);
         return jsonb_build_object('outcome', 'entered', 'analysis_id', v_analysis) || v_result;
     else
-        update public.signals set status = 'expired', updated_at = now() where id = p_signal_id;
+        update public.signals set status = 'expired', updated_at = now()
+         where id = p_signal_id and status = 'new';
         return jsonb_build_object('outcome', 'bad_setup', 'analysis_id', v_analysis);
     end if;
 end
@@ -508,20 +544,25 @@ begin
     v_before := public._position_state(v_pos);
     v_sign := case v_pos.side when 'long' then 1 else -1 end;
 
-    if p_verdict not in ('apply', 'reject') then
+    if p_verdict is null or p_verdict not in ('apply', 'reject') then
         raise exception 'verdict must be apply or reject, not %', p_verdict using errcode = '22023';
     end if;
-    if p_verdict = 'apply' then
+    if p_verdict = 'reject' then
+        v_reason := coalesce(p_rejection_reason, 'rejected');
+    else
+        -- Every comparison below is written so that a NULL argument rejects, never skips.
         if v_wf.last_candle_time is distinct from p_candle_time then
             v_reason := 'stale_candle';
         elsif v_pos.status <> 'open' then
             v_reason := 'position_not_open';
-        elsif v_pos.version <> p_expected_version then
+        elsif v_pos.version is distinct from p_expected_version then
             v_reason := 'position_changed';
+        elsif p_price is null or p_price <= 0 then
+            v_reason := 'invalid_price';
         elsif p_action = 'adjust_sl' and (p_new_stop_loss is null or p_new_stop_loss <= 0
               or v_sign * (p_price - p_new_stop_loss) <= 0) then
             v_reason := 'stop_loss_on_wrong_side_of_price';
-        elsif p_action = 'adjust_tp' and (p_new_take_profit is null
+        elsif p_action = 'adjust_tp' and (p_new_take_profit is null or p_new_take_profit <= 0
               or v_sign * (p_new_take_profit - p_price) <= 0) then
             v_reason := 'take_profit_on_wrong_side_of_price';
         elsif p_action = 'reduce' and (p_reduce_fraction is null or p_reduce_fraction <= 0
@@ -556,17 +597,16 @@ begin
     end if;
 
     if p_action = 'adjust_sl' then
-        update public.positions set stop_loss = p_new_stop_loss, version = version + 1, updated_at = now()
+        update public.positions set stop_loss = p_new_stop_loss, updated_at = now()
          where id = v_pos.id returning * into v_pos;
     elsif p_action = 'adjust_tp' then
-        update public.positions set take_profit = p_new_take_profit, version = version + 1, updated_at = now()
+        update public.positions set take_profit = p_new_take_profit, updated_at = now()
          where id = v_pos.id returning * into v_pos;
     elsif p_action = 'reduce' then
         v_qty := v_pos.contracts * p_reduce_fraction;
         v_pnl := v_sign * (p_price - v_pos.entry_price) * v_qty;
         update public.positions
-           set contracts = contracts - v_qty, realized_pnl = realized_pnl + v_pnl,
-               version = version + 1, updated_at = now()
+           set contracts = contracts - v_qty, realized_pnl = realized_pnl + v_pnl, updated_at = now()
          where id = v_pos.id returning * into v_pos;
     elsif p_action = 'close' then
         v_exit := coalesce(p_exit_price, p_price);
@@ -576,7 +616,7 @@ begin
                realized_pnl = realized_pnl + v_pnl,
                close_reason = case p_source when 'paper' then coalesce(p_params ->> 'reason', 'paper')
                                             else 'llm_close' end,
-               version = version + 1, updated_at = now()
+               updated_at = now()
          where id = v_pos.id returning * into v_pos;
         perform public.stop_workflow(v_wf.id, 'position_closed');
     end if;
@@ -638,8 +678,11 @@ begin
 end
 $$;
 
--- A failed initial analysis: kept for the record, the claim released for a retry.
-create or replace function public.record_initial_failure(p_signal_id uuid, p_error_kind text, p_message text)
+-- A failed initial analysis is kept for the record. A transient one (llm-proxy down)
+-- releases the claim, so the reconciler queues the signal again within its window;
+-- a permanent one (an invalid answer) is not retried behind the operator's back.
+create or replace function public.record_initial_failure(p_signal_id uuid, p_error_kind text, p_message text,
+                                                         p_release_claim boolean default false)
 returns jsonb
 language plpgsql
 set search_path = ''
@@ -647,7 +690,10 @@ as $$
 begin
     insert into public.workflow_errors (signal_id, error_kind, message)
     values (p_signal_id, p_error_kind, left(p_message, 2000));
-    return jsonb_build_object('recorded', true);
+    if p_release_claim then
+        update public.signals set initial_claimed_at = null, updated_at = now() where id = p_signal_id;
+    end if;
+    return jsonb_build_object('recorded', true, 'claim_released', p_release_claim);
 end
 $$;
 

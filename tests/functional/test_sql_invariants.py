@@ -35,6 +35,12 @@ def _claim(db: Database, wf: uuid.UUID, at: datetime) -> dict:
     return db.call("claim_candle", workflow_id=wf, candle_time=at, lease_seconds=300)
 
 
+def _record(db: Database, wf: uuid.UUID, at: datetime, decision: str, **kw: Any) -> dict:
+    """The worker's protocol: claim the candle, then record + apply."""
+    _claim(db, wf, at)
+    return db.call("record_setup_analysis", workflow_id=wf, candle_time=at, decision=decision, **kw)
+
+
 def test_fifty_concurrent_claims_of_one_candle_have_exactly_one_winner(db: Database, db_url: str) -> None:
     wf, _ = _setup_workflow(db)
     barrier = threading.Barrier(50)
@@ -152,8 +158,8 @@ def test_the_database_rejects_a_second_decision_for_the_same_position_and_candle
 
 def test_recording_the_same_candle_twice_applies_once(db: Database) -> None:
     wf, _signal = _setup_workflow(db, max_reanalyses=10)
-    first = db.call("record_setup_analysis", workflow_id=wf, candle_time=T0, decision="wait")
-    second = db.call("record_setup_analysis", workflow_id=wf, candle_time=T0, decision="wait")
+    first = _record(db, wf, T0, "wait")
+    second = _record(db, wf, T0, "wait")
     assert first["outcome"] == "continued"
     assert second == {"outcome": "duplicate"}
     assert f.workflow(db, wf)["reanalysis_count"] == 1
@@ -197,7 +203,7 @@ def test_a_success_resets_the_error_counter(db: Database) -> None:
             message="boom",
             max_errors=5,
         )
-    db.call("record_setup_analysis", workflow_id=wf, candle_time=T0 + timedelta(minutes=5), decision="wait")
+    assert _record(db, wf, T0 + timedelta(minutes=5), "wait")["outcome"] == "continued"
     assert f.workflow(db, wf)["consecutive_errors"] == 0
     db.call(
         "record_workflow_failure",
@@ -212,12 +218,7 @@ def test_a_success_resets_the_error_counter(db: Database) -> None:
 
 def test_wait_until_max_reanalyses_expires_the_signal(db: Database) -> None:
     wf, signal = _setup_workflow(db, max_reanalyses=3)
-    outcomes = [
-        db.call(
-            "record_setup_analysis", workflow_id=wf, candle_time=T0 + timedelta(minutes=i), decision="wait"
-        )["outcome"]
-        for i in range(3)
-    ]
+    outcomes = [_record(db, wf, T0 + timedelta(minutes=i), "wait")["outcome"] for i in range(3)]
     assert outcomes == ["continued", "continued", "expired"]
     assert f.workflow(db, wf)["stopped_reason"] == "max_reanalyses"
     assert db.fetch_one("select status from public.signals where id = %(s)s", {"s": signal}) == {
@@ -229,14 +230,7 @@ def test_wait_until_max_reanalyses_expires_the_signal(db: Database) -> None:
 def test_enter_trade_opens_the_position_and_registers_its_management(db: Database) -> None:
     wf, _signal = _setup_workflow(db)
     plan = {"side": "long", "entry": "64200", "stop_loss": "63800", "take_profit": "65100"}
-    out = db.call(
-        "record_setup_analysis",
-        workflow_id=wf,
-        candle_time=T0,
-        decision="enter_trade",
-        trade_plan=plan,
-        price=Decimal("64231.50"),
-    )
+    out = _record(db, wf, T0, "enter_trade", trade_plan=plan, price=Decimal("64231.50"))
     assert out["outcome"] == "entered"
     pos = db.fetch_one("select * from public.positions where id = %(p)s", {"p": out["position_id"]})
     assert pos is not None
@@ -257,10 +251,7 @@ def test_enter_trade_opens_the_position_and_registers_its_management(db: Databas
 
 def test_bad_setup_stops_and_expires(db: Database) -> None:
     wf, signal = _setup_workflow(db)
-    assert (
-        db.call("record_setup_analysis", workflow_id=wf, candle_time=T0, decision="bad_setup")["outcome"]
-        == "bad_setup"
-    )
+    assert _record(db, wf, T0, "bad_setup")["outcome"] == "bad_setup"
     assert db.fetch_one("select status from public.signals where id = %(s)s", {"s": signal}) == {
         "status": "expired"
     }
@@ -485,3 +476,124 @@ def test_the_adapter_reconnects_after_its_connection_is_killed(db: Database, pg_
     assert db.fetch_one("select 1 as one") == {"one": 1}  # a fresh connection, no restart
     again = db.fetch_one("select pg_backend_pid() as pid")
     assert again is not None and again["pid"] != pid["pid"]
+
+
+# Review findings: each would have let a wrong answer through.
+
+
+def test_a_trade_plan_that_does_not_bracket_its_entry_opens_nothing(db: Database) -> None:
+    wf, _ = _setup_workflow(db)
+    inverted = {"side": "long", "entry": "100", "stop_loss": "110", "take_profit": "90"}
+    with pytest.raises(DatabaseError, match="does not bracket"):
+        _record(db, wf, T0, "enter_trade", trade_plan=inverted, price=Decimal("100"))
+    assert db.fetch_all("select id from public.positions") == []
+    assert db.fetch_all("select id from public.signal_analyses where candle_time is not null") == []
+
+
+def test_a_reject_verdict_without_a_reason_is_still_a_rejection(db: Database) -> None:
+    wf, position = _position_workflow(db)
+    _claim(db, wf, T0)
+    out = _decide(db, wf, T0, "close", verdict="reject", rejection_reason=None)
+    assert (out["outcome"], out["reason"]) == ("rejected", "rejected")
+    assert db.fetch_one("select status from public.positions where id = %(p)s", {"p": position}) == {
+        "status": "open"
+    }
+
+
+@pytest.mark.parametrize("missing", ["price", "expected_version"])
+def test_a_null_argument_rejects_instead_of_skipping_a_check(db: Database, missing: str) -> None:
+    wf, position = _position_workflow(db, stop_loss="49000")
+    _claim(db, wf, T0)
+    out = _decide(db, wf, T0, "adjust_sl", new_stop_loss=Decimal("999999"), **{missing: None})
+    assert out["outcome"] == "rejected"
+    assert db.fetch_one("select stop_loss from public.positions where id = %(p)s", {"p": position}) == {
+        "stop_loss": Decimal("49000")
+    }
+
+
+def test_a_signal_cancelled_during_the_llm_call_is_left_cancelled(db: Database) -> None:
+    wf, signal = _setup_workflow(db)
+    _claim(db, wf, T0)
+    db.fetch_one(
+        "update public.signals set status = 'cancelled' where id = %(s)s returning id", {"s": signal}
+    )
+    out = db.call(
+        "record_setup_analysis",
+        workflow_id=wf,
+        candle_time=T0,
+        decision="enter_trade",
+        trade_plan={"side": "long", "entry": "100"},
+        price=Decimal("100"),
+    )
+    assert (out["outcome"], out["reason"]) == ("not_applied", "signal_cancelled")
+    assert db.fetch_one("select status from public.signals where id = %(s)s", {"s": signal}) == {
+        "status": "cancelled"
+    }
+    assert db.fetch_all("select id from public.positions") == []
+    assert f.workflow(db, wf)["stopped_reason"] == "signal_cancelled"
+
+
+def test_a_setup_answer_for_a_superseded_candle_is_recorded_but_not_applied(db: Database) -> None:
+    wf, signal = _setup_workflow(db)
+    _claim(db, wf, T0)
+    _claim(db, wf, T0 + timedelta(minutes=1))  # a newer close was claimed meanwhile
+    out = db.call("record_setup_analysis", workflow_id=wf, candle_time=T0, decision="bad_setup")
+    assert (out["outcome"], out["reason"]) == ("not_applied", "stale_candle")
+    assert db.fetch_one("select status from public.signals where id = %(s)s", {"s": signal}) == {
+        "status": "monitoring"
+    }
+    assert f.workflow(db, wf)["is_active"] is True
+
+
+def test_a_null_in_the_rollout_lists_never_opens_the_gate(db: Database) -> None:
+    db.fetch_one(
+        "update public.rollout_settings set percent = 0, tiers = array['elite'],"
+        " allow_user_ids = array[null]::uuid[], deny_user_ids = array[null]::uuid[] returning id"
+    )
+    trader = f.trader(db, f.user(db, "free"))
+    analysis = f.analysis(db, f.signal(db, trader), "wait")
+    assert db.call("register_setup_monitoring", analysis_id=analysis, max_reanalyses=3) == {
+        "action": "ignored",
+        "reason": "rollout_gate",
+    }
+
+
+def test_an_edit_made_elsewhere_invalidates_a_decision_computed_before_it(db: Database) -> None:
+    wf, position = _position_workflow(db, stop_loss="49000")
+    _claim(db, wf, T0)
+    # The user moves the stop in the UI while the LLM is thinking about version 0.
+    db.fetch_one(
+        "update public.positions set stop_loss = 49800 where id = %(p)s returning id", {"p": position}
+    )
+    out = _decide(db, wf, T0, "adjust_sl", new_stop_loss=Decimal("49500"))
+    assert (out["outcome"], out["reason"]) == ("rejected", "position_changed")
+    assert db.fetch_one(
+        "select stop_loss, version from public.positions where id = %(p)s", {"p": position}
+    ) == {"stop_loss": Decimal("49800"), "version": 1}
+
+
+def test_a_transient_initial_failure_lets_the_reconciler_queue_the_signal_again(db: Database) -> None:
+    trader = f.trader(db, auto_analyze=True)
+    signal = f.signal(db, trader)
+    db.fetch_one(
+        "update public.signals set created_at = now() - interval '5 minutes' where id = %(s)s returning id",
+        {"s": signal},
+    )
+    assert db.call("claim_initial_analysis", signal_id=signal, lease_seconds=300)["claimed"]
+    db.call(
+        "record_initial_failure",
+        signal_id=signal,
+        error_kind="llm_invalid_answer",
+        message="bad",
+        release_claim=False,
+    )
+    assert db.fetch_all("select * from public.signals_missing_initial_analysis()") == []
+    db.call(
+        "record_initial_failure",
+        signal_id=signal,
+        error_kind="llm_unavailable",
+        message="503",
+        release_claim=True,
+    )
+    missing = db.fetch_all("select * from public.signals_missing_initial_analysis() as id")
+    assert [r["id"] for r in missing] == [signal]

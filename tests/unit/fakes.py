@@ -58,6 +58,8 @@ class FakeRepository:
     )
     registration: Registration = field(default_factory=lambda: Registration(action="registered"))
     initial_wanted: tuple[bool, str] = (True, "wanted")
+    # Raised by every record + apply call (the database refusing what was asked).
+    record_error: Exception | None = None
     calls: list[Call] = field(default_factory=list)
 
     def _record(self, name: str, *args: Any, **kwargs: Any) -> None:
@@ -113,6 +115,8 @@ class FakeRepository:
         self, workflow_id: UUID, candle: CandleClosed, answer: SetupAnswer, latency_ms: int
     ) -> SetupOutcome:
         self._record("record_setup_analysis", workflow_id, candle, answer, latency_ms)
+        if self.record_error is not None:
+            raise self.record_error
         return self.setup_outcome
 
     def record_initial_analysis(
@@ -154,8 +158,10 @@ class FakeRepository:
         self._record("record_workflow_failure", workflow_id, candle_time, kind, message, max_errors)
         return self.failure
 
-    def record_initial_failure(self, signal_id: UUID, kind: str, message: str) -> None:
-        self._record("record_initial_failure", signal_id, kind, message)
+    def record_initial_failure(
+        self, signal_id: UUID, kind: str, message: str, *, release_claim: bool = False
+    ) -> None:
+        self._record("record_initial_failure", signal_id, kind, message, release_claim)
 
     # fan-out and reconciliation
     def workflows_for_candle(self, candle: CandleClosed) -> list[tuple[UUID, WorkflowType]]:

@@ -306,3 +306,30 @@ def test_negative_zero_is_written_without_its_sign_and_trades_must_be_an_int() -
     assert CandleClosed.model_validate(detail).to_detail()["volume"] == "0.000"
     with pytest.raises(ValidationError):
         CandleClosed.model_validate_json(json.dumps({**CONTRACT_EXAMPLE, "trades": True}))
+
+
+def test_llm_answers_that_postgres_could_not_store_are_refused_or_cleaned() -> None:
+    """Found in review: each of these passed validation and then failed in the database."""
+    assert SetupAnswer.model_validate({"decision": "wait", "reasoning": "a\x00b"}).reasoning == "ab"
+    with pytest.raises(ValidationError):
+        SetupAnswer.model_validate({"decision": "wait", "usage": {"total_tokens": 3_000_000_000}})
+    with pytest.raises(ValidationError):
+        TradePlan.model_validate({"side": "long", "entry": "1e200000"})
+    with pytest.raises(ValidationError):
+        ManagementAnswer.model_validate({"action": "hold", "params": {"note": "a\x00b"}})
+
+
+@pytest.mark.parametrize(
+    ("side", "sl", "tp", "ok"),
+    [
+        ("long", "99", "101", True),
+        ("long", "101", None, False),
+        ("long", None, "99", False),
+        ("short", "101", "99", True),
+        ("short", "99", None, False),
+        ("long", None, None, True),
+    ],
+)
+def test_a_trade_plan_brackets_its_entry(side: str, sl: str | None, tp: str | None, ok: bool) -> None:
+    plan = TradePlan.model_validate({"side": side, "stop_loss": sl, "take_profit": tp})
+    assert plan.brackets(Decimal("100")) is ok

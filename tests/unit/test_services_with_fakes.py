@@ -277,7 +277,10 @@ def test_initial_analysis_failure_is_recorded_against_the_signal() -> None:
     outcome = process_setup_job(j, repo=repo, llm=llm, metrics=FakeMetrics(), config=WorkerConfig())
 
     assert outcome == JobOutcome("failed", "llm_unavailable")
-    assert [c.args for c in repo.called("record_initial_failure")] == [(SIGNAL, "llm_unavailable", "down")]
+    # A transient failure releases the claim (True), so the reconciler queues it again.
+    assert [c.args for c in repo.called("record_initial_failure")] == [
+        (SIGNAL, "llm_unavailable", "down", True)
+    ]
     assert repo.called("record_initial_analysis") == []
     assert llm.calls[0].kwargs["idempotency_key"] == f"initial:{SIGNAL}"
 
@@ -520,3 +523,52 @@ def test_handle_webhook_invalid_body_raises_before_writing_anything() -> None:
         )
     assert caught.value.field == "record.id"
     assert repo.calls == [] and queue.batches == []
+
+
+def test_an_enter_trade_plan_that_does_not_bracket_the_close_is_a_recorded_failure() -> None:
+    repo = FakeRepository(setup_ctx=setup_ctx())
+    inverted = TradePlan(side=Side.LONG, stop_loss=Decimal("70000"), take_profit=Decimal("60000"))
+    outcome = process_setup_job(
+        job(),
+        repo=repo,
+        llm=FakeLlm(result=setup_result(Decision.ENTER_TRADE, inverted)),
+        metrics=FakeMetrics(),
+        config=WorkerConfig(),
+    )
+    assert outcome == JobOutcome("failed", "llm_invalid_answer", WF)
+    assert repo.called("record_setup_analysis") == []
+    [failure] = repo.called("record_workflow_failure")
+    assert "does not bracket its entry 64231.50" in failure.args[3]
+
+
+def test_a_database_refusal_of_the_record_counts_as_a_failure_not_a_redelivery() -> None:
+    from functions.core.errors import DatabaseError
+
+    repo = FakeRepository(setup_ctx=setup_ctx(), record_error=DatabaseError("NumericValueOutOfRange [22003]"))
+    metrics = FakeMetrics()
+    outcome = process_setup_job(
+        job(),
+        repo=repo,
+        llm=FakeLlm(result=setup_result(Decision.WAIT)),
+        metrics=metrics,
+        config=WorkerConfig(),
+    )
+    assert outcome == JobOutcome("failed", "record_rejected", WF)
+    [failure] = repo.called("record_workflow_failure")
+    assert failure.args[2] == "record_rejected"
+    assert metrics.counts[MetricName.ANALYSIS_ERRORS] == 1
+
+
+def test_a_database_outage_during_the_record_still_raises_for_redelivery() -> None:
+    from functions.core.errors import DatabaseUnavailable
+
+    repo = FakeRepository(setup_ctx=setup_ctx(), record_error=DatabaseUnavailable("connection lost"))
+    with pytest.raises(DatabaseUnavailable):
+        process_setup_job(
+            job(),
+            repo=repo,
+            llm=FakeLlm(result=setup_result(Decision.WAIT)),
+            metrics=FakeMetrics(),
+            config=WorkerConfig(),
+        )
+    assert repo.called("record_workflow_failure") == []

@@ -29,24 +29,44 @@ def recorded_frames() -> list[str]:
 
 
 def prices(index: int) -> dict[str, str]:
-    return {"o": f"{100 + index}.10", "h": f"{101 + index}.00", "l": f"{99 + index}.50",
-            "c": f"{100 + index}.50"}
+    return {
+        "o": f"{100 + index}.10",
+        "h": f"{101 + index}.00",
+        "l": f"{99 + index}.50",
+        "c": f"{100 + index}.50",
+    }
 
 
 def open_ms(index: int, interval: str = "1m", base: int = BASE_MS) -> int:
     return base + index * intervals.interval_ms(interval)
 
 
-def kline(index: int, *, symbol: str = "BTCUSDT", interval: str = "1m", closed: bool = True,
-          template: str = "spot_kline_doc_example.json", base: int = BASE_MS,
-          price_index: int | None = None) -> dict[str, Any]:
+def kline(
+    index: int,
+    *,
+    symbol: str = "BTCUSDT",
+    interval: str = "1m",
+    closed: bool = True,
+    template: str = "spot_kline_doc_example.json",
+    base: int = BASE_MS,
+    price_index: int | None = None,
+) -> dict[str, Any]:
     """The raw kline message of candle number `index` of a stream."""
     frame = copy.deepcopy(load(template))
     start = open_ms(index, interval, base)
     k = frame["k"]
     k.update(prices(index if price_index is None else price_index))
-    k.update({"t": start, "T": intervals.close_ms(start, interval), "s": symbol, "i": interval,
-              "x": closed, "n": 10 + index, "v": f"{index}.5"})
+    k.update(
+        {
+            "t": start,
+            "T": intervals.close_ms(start, interval),
+            "s": symbol,
+            "i": interval,
+            "x": closed,
+            "n": 10 + index,
+            "v": f"{index}.5",
+        }
+    )
     frame["s"] = symbol
     frame["E"] = intervals.close_ms(start, interval) + (400 if closed else -20_000)
     return frame

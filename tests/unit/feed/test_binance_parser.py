@@ -31,12 +31,13 @@ def test_recorded_open_frames_yield_nothing() -> None:
     assert len(frames) == 2
     assert all(SPOT.parse(f) is OPEN_FRAME for f in frames)
     # The same frames through the full JSON path (spaced, so the shortcut cannot apply).
-    assert all(SPOT.parse(json.dumps(json.loads(f), indent=1)).kind is FrameKind.CANDLE_OPEN
-               for f in frames)
+    assert all(SPOT.parse(json.dumps(json.loads(f), indent=1)).kind is FrameKind.CANDLE_OPEN for f in frames)
 
 
-@pytest.mark.parametrize(("name", "market"), [("spot_kline_doc_example.json", Market.SPOT),
-                                             ("usdm_futures_kline_doc_example.json", Market.USDM)])
+@pytest.mark.parametrize(
+    ("name", "market"),
+    [("spot_kline_doc_example.json", Market.SPOT), ("usdm_futures_kline_doc_example.json", Market.USDM)],
+)
 def test_documented_frame_once_closed(name: str, market: Market) -> None:
     raw = load(name)
     assert KlineParser(market).parse(json.dumps(raw)).kind is FrameKind.CANDLE_OPEN
@@ -51,8 +52,12 @@ def test_documented_frame_once_closed(name: str, market: Market) -> None:
     candle = frame.candle
     assert candle.market is market and candle.source is CandleSource.STREAM
     assert (candle.open, candle.high, candle.low, candle.close, candle.volume) == (
-        Decimal("0.0010"), Decimal("0.0025"), Decimal("0.0005"), Decimal("0.0020"),
-        Decimal("1000"))
+        Decimal("0.0010"),
+        Decimal("0.0025"),
+        Decimal("0.0005"),
+        Decimal("0.0020"),
+        Decimal("1000"),
+    )
     assert intervals.to_ms(candle.open_time) == raw["k"]["t"]
     assert intervals.to_ms(candle.close_time) == raw["k"]["T"]
     assert candle.trades == 100
@@ -72,8 +77,10 @@ def test_control_frames() -> None:
 
 
 def test_rest_row_fixtures() -> None:
-    for name, market in (("rest_api_v3_klines_doc_example.json", Market.SPOT),
-                         ("rest_fapi_v1_klines_doc_example.json", Market.USDM)):
+    for name, market in (
+        ("rest_api_v3_klines_doc_example.json", Market.SPOT),
+        ("rest_fapi_v1_klines_doc_example.json", Market.USDM),
+    ):
         (row,) = load(name)
         candle = candle_from_rest_row(row, market, StreamId("BNBBTC", "1w"))
         assert candle.source is CandleSource.BACKFILL
@@ -83,8 +90,13 @@ def test_rest_row_fixtures() -> None:
 
 # -- generated frames -----------------------------------------------------------------
 
-prices = st.decimals(min_value=Decimal("0.00000001"), max_value=Decimal("10000000"),
-                     allow_nan=False, allow_infinity=False, places=8)
+prices = st.decimals(
+    min_value=Decimal("0.00000001"),
+    max_value=Decimal("10000000"),
+    allow_nan=False,
+    allow_infinity=False,
+    places=8,
+)
 
 
 @st.composite
@@ -95,20 +107,33 @@ def kline_frames(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
     values = sorted(draw(st.lists(prices, min_size=4, max_size=4)))
     low, high = values[0], values[3]
     open_, close = draw(st.permutations([values[1], values[2]]))
-    k = {"t": open_ms, "T": intervals.close_ms(open_ms, interval), "s": symbol, "i": interval,
-         "f": 1, "L": 2, "o": str(open_), "c": str(close), "h": str(high), "l": str(low),
-         "v": str(draw(prices)), "n": draw(st.integers(0, 10**6)), "x": draw(st.booleans()),
-         "q": "1.0", "V": "0.5", "Q": "0.5", "B": "0"}
+    k = {
+        "t": open_ms,
+        "T": intervals.close_ms(open_ms, interval),
+        "s": symbol,
+        "i": interval,
+        "f": 1,
+        "L": 2,
+        "o": str(open_),
+        "c": str(close),
+        "h": str(high),
+        "l": str(low),
+        "v": str(draw(prices)),
+        "n": draw(st.integers(0, 10**6)),
+        "x": draw(st.booleans()),
+        "q": "1.0",
+        "V": "0.5",
+        "Q": "0.5",
+        "B": "0",
+    }
     raw = {"e": "kline", "E": open_ms + 1, "s": symbol, "k": k}
-    message = {"stream": f"{symbol.lower()}@kline_{interval}", "data": raw} \
-        if draw(st.booleans()) else raw
+    message = {"stream": f"{symbol.lower()}@kline_{interval}", "data": raw} if draw(st.booleans()) else raw
     return message, k
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(kline_frames(), st.sampled_from([(",", ":"), (", ", ": ")]))
-def test_generated_frames(frame: tuple[dict[str, Any], dict[str, Any]],
-                          separators: tuple[str, str]) -> None:
+def test_generated_frames(frame: tuple[dict[str, Any], dict[str, Any]], separators: tuple[str, str]) -> None:
     message, k = frame
     parsed = SPOT.parse(json.dumps(message, separators=separators))
     if not k["x"]:
@@ -119,8 +144,7 @@ def test_generated_frames(frame: tuple[dict[str, Any], dict[str, Any]],
     assert (candle.symbol, candle.interval) == (k["s"], k["i"])
     assert intervals.to_ms(candle.open_time) == k["t"]
     assert intervals.to_ms(candle.close_time) == k["T"]
-    assert (candle.open, candle.high, candle.low, candle.close) == tuple(
-        Decimal(k[f]) for f in "ohlc")
+    assert (candle.open, candle.high, candle.low, candle.close) == tuple(Decimal(k[f]) for f in "ohlc")
     assert candle.volume == Decimal(k["v"]) and candle.trades == k["n"]
     # Exact decimal round-trip through the contract's JSON.
     detail = candle.to_detail()
@@ -128,12 +152,20 @@ def test_generated_frames(frame: tuple[dict[str, Any], dict[str, Any]],
 
 
 def _mutations(k: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
-    junk = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True),
-                     st.text(max_size=5), st.lists(st.integers(), max_size=2))
-    return st.builds(lambda key, value, drop: {kk: vv for kk, vv in
-                                               {**k, key: value}.items()
-                                               if not (drop and kk == key)},
-                     st.sampled_from(sorted(k)), junk, st.booleans())
+    junk = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=True),
+        st.text(max_size=5),
+        st.lists(st.integers(), max_size=2),
+    )
+    return st.builds(
+        lambda key, value, drop: {kk: vv for kk, vv in {**k, key: value}.items() if not (drop and kk == key)},
+        st.sampled_from(sorted(k)),
+        junk,
+        st.booleans(),
+    )
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -152,12 +184,22 @@ def test_mutated_frames_are_parsed_or_rejected_never_crash(data: st.DataObject) 
         assert frame.candle is not None and k_bad["x"] is True
 
 
-@given(st.one_of(st.text(max_size=50), st.binary(max_size=50),
-                 st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-                              lambda c: st.lists(c, max_size=3)
-                              | st.dictionaries(st.sampled_from(
-                                  ["e", "k", "x", "data", "stream", "id", "result"]), c,
-                                  max_size=4), max_leaves=8).map(json.dumps)))
+@given(
+    st.one_of(
+        st.text(max_size=50),
+        st.binary(max_size=50),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+            lambda c: (
+                st.lists(c, max_size=3)
+                | st.dictionaries(
+                    st.sampled_from(["e", "k", "x", "data", "stream", "id", "result"]), c, max_size=4
+                )
+            ),
+            max_leaves=8,
+        ).map(json.dumps),
+    )
+)
 def test_arbitrary_input_never_crashes(text: str | bytes) -> None:
     with contextlib.suppress(MalformedFrame):
         SPOT.parse(text)

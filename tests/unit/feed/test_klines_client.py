@@ -33,21 +33,31 @@ class FakeTime:
         self.now += seconds
 
 
-def client(handler: Callable[[httpx.Request], httpx.Response], time: FakeTime,
-           **kwargs: Any) -> tuple[KlinesClient, httpx.AsyncClient]:
+def client(
+    handler: Callable[[httpx.Request], httpx.Response], time: FakeTime, **kwargs: Any
+) -> tuple[KlinesClient, httpx.AsyncClient]:
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    return KlinesClient(URL, Market.SPOT, http=http, clock=time.clock, monotonic=time.clock,
-                        sleep=time.sleep, backoff=Backoff(0.1, 1.0), **{"limit": 1000,
-                                                                       **kwargs}), http
+    return KlinesClient(
+        URL,
+        Market.SPOT,
+        http=http,
+        clock=time.clock,
+        monotonic=time.clock,
+        sleep=time.sleep,
+        backoff=Backoff(0.1, 1.0),
+        **{"limit": 1000, **kwargs},
+    ), http
 
 
-def serve_rows(rows: list[list[Any]], requests: list[httpx.Request]
-               ) -> Callable[[httpx.Request], httpx.Response]:
+def serve_rows(
+    rows: list[list[Any]], requests: list[httpx.Request]
+) -> Callable[[httpx.Request], httpx.Response]:
     def handler(request: httpx.Request) -> httpx.Response:
         requests.append(request)
         q = request.url.params
         chosen = [r for r in rows if int(q["startTime"]) <= r[0] <= int(q["endTime"])]
-        return httpx.Response(200, json=chosen[:int(q["limit"])])
+        return httpx.Response(200, json=chosen[: int(q["limit"])])
+
     return handler
 
 
@@ -65,16 +75,17 @@ def test_pages_through_the_limit_and_keeps_only_closed_candles_in_range() -> Non
     opens = [(intervals.to_ms(c.open_time) - BASE_MS) // 60_000 for c in candles]
     assert opens == [1, 2, 3, 4, 5, 6, 7, 8]
     assert {c.source for c in candles} == {CandleSource.BACKFILL}
-    assert [int(r.url.params["startTime"]) for r in requests] == [
-        BASE_MS + i * 60_000 for i in (1, 4, 7, 10)]
+    assert [int(r.url.params["startTime"]) for r in requests] == [BASE_MS + i * 60_000 for i in (1, 4, 7, 10)]
     assert requests[0].url.params["symbol"] == "BTCUSDT"
     assert requests[0].url.params["interval"] == "1m"
 
 
 def test_429_waits_retry_after_then_completes() -> None:
-    answers = [httpx.Response(429, headers={"Retry-After": "7"}),
-               httpx.Response(429),
-               httpx.Response(200, json=[rest_row(1)])]
+    answers = [
+        httpx.Response(429, headers={"Retry-After": "7"}),
+        httpx.Response(429),
+        httpx.Response(200, json=[rest_row(1)]),
+    ]
     time = FakeTime(BASE_MS / 1000 + 3600)
     rest, http = client(lambda request: answers.pop(0), time, max_wait_s=60)
 
@@ -87,9 +98,11 @@ def test_429_waits_retry_after_then_completes() -> None:
 
 
 def test_418_ban_is_waited_out_when_short_and_fails_fast_when_long() -> None:
-    answers = [httpx.Response(418, headers={"Retry-After": "30"}),
-               httpx.Response(200, json=[rest_row(1)]),
-               httpx.Response(418, headers={"Retry-After": "86400"})]
+    answers = [
+        httpx.Response(418, headers={"Retry-After": "30"}),
+        httpx.Response(200, json=[rest_row(1)]),
+        httpx.Response(418, headers={"Retry-After": "86400"}),
+    ]
     calls: list[int] = []
 
     def handler(request: httpx.Request) -> httpx.Response:

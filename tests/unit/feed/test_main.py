@@ -18,8 +18,22 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_simulate_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["--market", "simulate", "--streams", "BTCUSDT@1s,ETHUSDT@1s", "--speed",
-                 "200", "--limit", "6", "--seed", "5", "--health-port", "-1"])
+    code = main(
+        [
+            "--market",
+            "simulate",
+            "--streams",
+            "BTCUSDT@1s,ETHUSDT@1s",
+            "--speed",
+            "200",
+            "--limit",
+            "6",
+            "--seed",
+            "5",
+            "--health-port",
+            "-1",
+        ]
+    )
     out = capsys.readouterr()
     assert code == 0
     lines = [json.loads(line) for line in out.out.splitlines()]
@@ -31,19 +45,23 @@ def test_simulate_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_replay_dry_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "frames.jsonl"
-    path.write_text("\n".join([dumps(kline(0, closed=False)), dumps(kline(0)),
-                               dumps(kline(0)), dumps(kline(1))]))
+    path.write_text(
+        "\n".join([dumps(kline(0, closed=False)), dumps(kline(0)), dumps(kline(0)), dumps(kline(1))])
+    )
     assert main(["--market", f"replay:{path}", "--dry-run", "--health-port", "-1"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["open"] for line in lines] == ["100.10", "101.10"]  # duplicate dropped
 
 
-@pytest.mark.parametrize("argv", [
-    ["--market", "moon"],
-    ["--market", "simulate"],
-    ["--market", "simulate", "--streams", "BTCUSDT@9m"],
-    ["--market", "replay:/nonexistent/file.jsonl"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--market", "moon"],
+        ["--market", "simulate"],
+        ["--market", "simulate", "--streams", "BTCUSDT@9m"],
+        ["--market", "replay:/nonexistent/file.jsonl"],
+    ],
+)
 def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     assert "cmon feed:" in capsys.readouterr().err

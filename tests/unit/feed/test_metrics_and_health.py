@@ -35,9 +35,13 @@ def test_emf_line_shape() -> None:
     assert directive["Dimensions"] == [["service", STAGE_DIMENSION]]
     assert (doc["service"], doc[STAGE_DIMENSION]) == (SERVICE, "dev")
     names = {m["Name"] for m in directive["Metrics"]}
-    assert names == {MetricName.FEED_CANDLES_PUBLISHED, MetricName.FEED_CANDLES_BACKFILLED,
-                     MetricName.FEED_DUPLICATES_DROPPED, MetricName.FEED_RECONNECTS,
-                     MetricName.FEED_PUBLISH_LAG_MS}
+    assert names == {
+        MetricName.FEED_CANDLES_PUBLISHED,
+        MetricName.FEED_CANDLES_BACKFILLED,
+        MetricName.FEED_DUPLICATES_DROPPED,
+        MetricName.FEED_RECONNECTS,
+        MetricName.FEED_PUBLISH_LAG_MS,
+    }
     assert doc[MetricName.FEED_PUBLISH_LAG_MS] == [120.0, 80.0]
     assert doc[MetricName.FEED_CANDLES_PUBLISHED] == 1
 
@@ -55,20 +59,23 @@ def test_lag_values_flush_before_emf_limit() -> None:
 def test_every_feed_metric_is_emitted_by_name_in_the_code() -> None:
     source = "\n".join(p.read_text() for p in FEED.glob("*.py"))
     used = set(re.findall(r"MetricName\.(FEED_[A-Z_]+)", source))
-    assert used == {"FEED_CANDLES_PUBLISHED", "FEED_CANDLES_BACKFILLED",
-                    "FEED_DUPLICATES_DROPPED", "FEED_RECONNECTS", "FEED_PUBLISH_LAG_MS"}
+    assert used == {
+        "FEED_CANDLES_PUBLISHED",
+        "FEED_CANDLES_BACKFILLED",
+        "FEED_DUPLICATES_DROPPED",
+        "FEED_RECONNECTS",
+        "FEED_PUBLISH_LAG_MS",
+    }
 
 
 def test_stream_health_staleness() -> None:
     now = [1_000.0]
     router = CandleRouter(MemoryPublisher(), clock=lambda: now[0])
     router.expect(StreamId("BTCUSDT", "1m"))
-    healthy, body = stream_health(router, clock=lambda: now[0], stale_after_intervals=2,
-                                  grace_s=30)
+    healthy, body = stream_health(router, clock=lambda: now[0], stale_after_intervals=2, grace_s=30)
     assert healthy and body["streams"]["BTCUSDT@1m"]["last_close_age_s"] is None
     now[0] += 151  # no candle for 2 intervals + grace since subscribing
-    healthy, body = stream_health(router, clock=lambda: now[0], stale_after_intervals=2,
-                                  grace_s=30)
+    healthy, body = stream_health(router, clock=lambda: now[0], stale_after_intervals=2, grace_s=30)
     assert not healthy and body["streams"]["BTCUSDT@1m"]["stale"]
     assert asyncio.run(_no_streams_is_healthy())
 

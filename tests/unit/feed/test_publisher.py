@@ -50,8 +50,7 @@ class FlakyEvents:
         assert len(Entries) <= 10
         if self.raise_first > 0:
             self.raise_first -= 1
-            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow"}},
-                              "PutEvents")
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow"}}, "PutEvents")
         results: list[dict[str, Any]] = []
         for entry in Entries:
             key = json.loads(entry["Detail"])["open_time"]
@@ -77,8 +76,9 @@ def test_partial_failures_resend_only_the_failed_entries_until_published() -> No
     metrics = FeedMetrics("test")
 
     async def go() -> EventBridgePublisher:
-        publisher = EventBridgePublisher(client, "bus", queue_size=5, metrics=metrics,
-                                         backoff_max_s=0.5, sleep=no_sleep)
+        publisher = EventBridgePublisher(
+            client, "bus", queue_size=5, metrics=metrics, backoff_max_s=0.5, sleep=no_sleep
+        )
         for candle in batch:
             await publisher.publish(candle)
         await publisher.close()
@@ -86,11 +86,11 @@ def test_partial_failures_resend_only_the_failed_entries_until_published() -> No
 
     publisher = asyncio.run(go())
     details = [json.loads(e["Detail"]) for e in client.accepted]
-    assert sorted(d["open_time"] for d in details) == sorted(
-        c.to_detail()["open_time"] for c in batch)
+    assert sorted(d["open_time"] for d in details) == sorted(c.to_detail()["open_time"] for c in batch)
     assert len(details) == 23  # nothing accepted twice
     assert {(e["Source"], e["DetailType"], e["EventBusName"]) for e in client.accepted} == {
-        (EVENT_SOURCE, DETAIL_TYPE, "bus")}
+        (EVENT_SOURCE, DETAIL_TYPE, "bus")
+    }
     # Retries carried only the failed entries.
     retried = [call for call in client.calls[1:] if len(call) < 10]
     assert any(len(call) == 1 for call in retried)
@@ -166,8 +166,12 @@ def test_simple_sinks_satisfy_the_protocol() -> None:
     async def on_candle(candle: CandleClosed) -> None:
         seen.append(candle)
 
-    sinks: list[Publisher] = [MemoryPublisher(), CallbackPublisher(on_candle),
-                              CallbackPublisher(seen.append), StdoutPublisher(out)]
+    sinks: list[Publisher] = [
+        MemoryPublisher(),
+        CallbackPublisher(on_candle),
+        CallbackPublisher(seen.append),
+        StdoutPublisher(out),
+    ]
     batch = candles(2)
 
     async def go() -> None:
@@ -179,5 +183,4 @@ def test_simple_sinks_satisfy_the_protocol() -> None:
 
     asyncio.run(go())
     assert seen == batch + batch
-    assert [json.loads(line) for line in out.getvalue().splitlines()] == [
-        c.to_detail() for c in batch]
+    assert [json.loads(line) for line in out.getvalue().splitlines()] == [c.to_detail() for c in batch]

@@ -35,13 +35,11 @@ class FakeBackfill:
             raise BackfillError("429 for too long")
         first = (start_ms - BASE_MS) // 60_000
         last = (end_ms - BASE_MS) // 60_000
-        return [candle_from_rest_row(rest_row(i), Market.SPOT, stream)
-                for i in range(first, last + 1)]
+        return [candle_from_rest_row(rest_row(i), Market.SPOT, stream) for i in range(first, last + 1)]
 
 
 def indexes(candles: list[CandleClosed]) -> list[tuple[int, str]]:
-    return [((intervals.to_ms(c.open_time) - BASE_MS) // 60_000, c.source.value)
-            for c in candles]
+    return [((intervals.to_ms(c.open_time) - BASE_MS) // 60_000, c.source.value) for c in candles]
 
 
 def test_duplicates_and_late_candles_are_dropped_and_counted() -> None:
@@ -69,9 +67,15 @@ def test_gap_is_backfilled_before_the_newer_candle() -> None:
             await router.on_candle(live(i))
 
     asyncio.run(go())
-    assert indexes(sink.candles) == [(0, "stream"), (1, "stream"), (2, "backfill"),
-                                     (3, "backfill"), (4, "backfill"), (5, "stream"),
-                                     (6, "stream")]
+    assert indexes(sink.candles) == [
+        (0, "stream"),
+        (1, "stream"),
+        (2, "backfill"),
+        (3, "backfill"),
+        (4, "backfill"),
+        (5, "stream"),
+        (6, "stream"),
+    ]
     assert backfill.calls == [(BTC, BASE_MS + 2 * 60_000, BASE_MS + 5 * 60_000 - 1)]
 
 
@@ -85,8 +89,7 @@ def test_concurrent_copies_of_one_candle_publish_once() -> None:
         await asyncio.gather(*(router.on_candle(live(3)) for _ in range(4)))
 
     asyncio.run(go())
-    assert indexes(sink.candles) == [(0, "stream"), (1, "backfill"), (2, "backfill"),
-                                     (3, "stream")]
+    assert indexes(sink.candles) == [(0, "stream"), (1, "backfill"), (2, "backfill"), (3, "stream")]
     assert len(backfill.calls) == 1
 
 
@@ -113,8 +116,13 @@ def test_long_gaps_are_capped_to_the_newest_candles() -> None:
         await router.on_candle(live(100))
 
     asyncio.run(go())
-    assert indexes(sink.candles) == [(0, "stream"), (97, "backfill"), (98, "backfill"),
-                                     (99, "backfill"), (100, "stream")]
+    assert indexes(sink.candles) == [
+        (0, "stream"),
+        (97, "backfill"),
+        (98, "backfill"),
+        (99, "backfill"),
+        (100, "stream"),
+    ]
 
 
 def test_forgotten_stream_starts_afresh() -> None:

@@ -20,7 +20,9 @@ def test_stream_names() -> None:
     assert StreamId("BTCUSDT", "1M").wire_name == "btcusdt@kline_1M"
     assert str(StreamId("BTCUSDT", "1h")) == "BTCUSDT@1h"
     assert parse_streams(" BTCUSDT@1m, ,ETHUSDT@5m,BTCUSDT@1m") == [
-        StreamId("BTCUSDT", "1m"), StreamId("ETHUSDT", "5m")]
+        StreamId("BTCUSDT", "1m"),
+        StreamId("ETHUSDT", "5m"),
+    ]
     for bad in ("BTCUSDT", "BTCUSDT@7m", "B@1m", "BTC-USDT@1m"):
         with pytest.raises(ValueError):
             StreamId.parse(bad)
@@ -30,11 +32,13 @@ def test_settings_defaults_per_market(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("BINANCE_MARKET", "BINANCE_WS_URL", "BINANCE_REST_URL", "FEED_STREAMS"):
         monkeypatch.delenv(name, raising=False)
     spot = FeedSettings()
-    assert (spot.ws_url, spot.rest_url) == ("wss://stream.binance.com:9443",
-                                            "https://api.binance.com")
+    assert (spot.ws_url, spot.rest_url) == ("wss://stream.binance.com:9443", "https://api.binance.com")
     assert spot.klines_url == "https://api.binance.com/api/v3/klines"
-    assert (spot.max_streams_per_connection, spot.max_messages_per_second,
-            spot.klines_limit) == (1024, 5, 1000)
+    assert (spot.max_streams_per_connection, spot.max_messages_per_second, spot.klines_limit) == (
+        1024,
+        5,
+        1000,
+    )
     monkeypatch.setenv("BINANCE_MARKET", "usdm")
     monkeypatch.setenv("FEED_STREAMS", "BTCUSDT@1m,ETHUSDT@5m")
     monkeypatch.setenv("BINANCE_REST_URL", "http://127.0.0.1:9/")
@@ -42,8 +46,11 @@ def test_settings_defaults_per_market(monkeypatch: pytest.MonkeyPatch) -> None:
     assert usdm.market is Market.USDM
     assert usdm.ws_url == "wss://fstream.binance.com"
     assert usdm.klines_url == "http://127.0.0.1:9/fapi/v1/klines"
-    assert (usdm.max_streams_per_connection, usdm.max_messages_per_second,
-            usdm.klines_limit) == (200, 10, 1500)
+    assert (usdm.max_streams_per_connection, usdm.max_messages_per_second, usdm.klines_limit) == (
+        200,
+        10,
+        1500,
+    )
     assert usdm.streams == {StreamId("BTCUSDT", "1m"), StreamId("ETHUSDT", "5m")}
     monkeypatch.setenv("FEED_STREAMS", "BTCUSDT")
     with pytest.raises(ValidationError):

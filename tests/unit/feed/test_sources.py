@@ -32,8 +32,14 @@ class FakeClock:
 
 def test_simulator_accelerated_clock_order_and_shape() -> None:
     clock = FakeClock(1_700_000_012.5)  # mid-minute
-    market = SimulatedMarket([StreamId("BTCUSDT", "1m"), StreamId("ETHUSDT", "5m")],
-                             speed=60, seed=1, limit=12, clock=clock, sleep=clock.sleep)
+    market = SimulatedMarket(
+        [StreamId("BTCUSDT", "1m"), StreamId("ETHUSDT", "5m")],
+        speed=60,
+        seed=1,
+        limit=12,
+        clock=clock,
+        sleep=clock.sleep,
+    )
 
     async def go() -> list[CandleClosed]:
         return [candle async for candle in market]
@@ -45,14 +51,15 @@ def test_simulator_accelerated_clock_order_and_shape() -> None:
     assert intervals.to_ms(btc[0].open_time) == start_ms  # starts at the wall-clock boundary
     opens = [intervals.to_ms(c.open_time) for c in btc]
     assert opens == [start_ms + i * 60_000 for i in range(len(btc))]
-    assert len(eth) >= 1 and intervals.to_ms(eth[0].close_time) + 1 == \
-        intervals.open_time_of(start_ms, "5m") + 300_000
+    assert (
+        len(eth) >= 1
+        and intervals.to_ms(eth[0].close_time) + 1 == intervals.open_time_of(start_ms, "5m") + 300_000
+    )
     closes = [c.close_time for c in candles]
     assert closes == sorted(closes)  # close-time order across streams
     for before, after in itertools.pairwise(btc):
         assert after.open == before.close  # a continuous random walk
-    assert all(c.low <= min(c.open, c.close) and c.high >= max(c.open, c.close)
-               for c in candles)
+    assert all(c.low <= min(c.open, c.close) and c.high >= max(c.open, c.close) for c in candles)
     assert {c.source for c in candles} == {CandleSource.STREAM}
     # 11 one-minute candles (plus the 5m one in between) at 60x: about 11 real seconds.
     last_close_s = (intervals.to_ms(btc[-1].close_time) + 1) / 1000
@@ -62,8 +69,9 @@ def test_simulator_accelerated_clock_order_and_shape() -> None:
 def test_simulator_is_reproducible_and_drives_a_publisher() -> None:
     def make() -> SimulatedMarket:
         clock = FakeClock(1_700_000_000.0)
-        return SimulatedMarket([StreamId("SOLUSDT", "1s")], speed=1, seed=42, limit=5,
-                               clock=clock, sleep=clock.sleep)
+        return SimulatedMarket(
+            [StreamId("SOLUSDT", "1s")], speed=1, seed=42, limit=5, clock=clock, sleep=clock.sleep
+        )
 
     first, second = MemoryPublisher(), MemoryPublisher()
     assert asyncio.run(make().run(first.publish)) == 5
@@ -85,15 +93,19 @@ def test_replay_of_the_recording_has_no_closed_candle() -> None:
 
 
 def test_replay_keeps_closed_candles_and_skips_malformed_lines(tmp_path: Path) -> None:
-    lines = [dumps({"stream": "btcusdt@kline_1m", "data": kline(0, closed=False)}),
-             dumps(kline(0)), "garbage", "", dumps(kline(1)),
-             json.dumps({"stream": "btcusdt@kline_1m", "data": kline(2)})]
+    lines = [
+        dumps({"stream": "btcusdt@kline_1m", "data": kline(0, closed=False)}),
+        dumps(kline(0)),
+        "garbage",
+        "",
+        dumps(kline(1)),
+        json.dumps({"stream": "btcusdt@kline_1m", "data": kline(2)}),
+    ]
     path = tmp_path / "session.jsonl"
     path.write_text("\n".join(lines) + "\n")
     replay = ReplaySource(path)
     candles = asyncio.run(_collect(replay))
-    assert [c.close for c in candles] == [type(candles[0].close)(f"{100 + i}.50")
-                                          for i in range(3)]
+    assert [c.close for c in candles] == [type(candles[0].close)(f"{100 + i}.50") for i in range(3)]
     assert replay.malformed == 1 and replay.frames == 5
 
 
