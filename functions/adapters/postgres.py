@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -113,9 +112,3 @@ class Database:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-
-
-def is_unique_violation(exc: BaseException) -> bool:
-    """True if a DatabaseError came from a unique key (used by tests and diagnostics)."""
-    cause = exc.__cause__
-    return isinstance(cause, pg_errors.UniqueViolation)

