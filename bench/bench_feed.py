@@ -34,9 +34,31 @@ from functions.core import intervals
 from functions.core.contracts import Market
 
 EVENTS = Path(__file__).resolve().parents[1] / "tests" / "events" / "binance"
-SYMBOLS = [f"{base}USDT" for base in ("BTC", "ETH", "BNB", "SOL", "XRP", "ADA", "DOGE",
-                                     "TRX", "DOT", "LINK", "LTC", "BCH", "AVAX", "XLM",
-                                     "UNI", "ATOM", "ETC", "FIL", "APT", "NEAR")]
+SYMBOLS = [
+    f"{base}USDT"
+    for base in (
+        "BTC",
+        "ETH",
+        "BNB",
+        "SOL",
+        "XRP",
+        "ADA",
+        "DOGE",
+        "TRX",
+        "DOT",
+        "LINK",
+        "LTC",
+        "BCH",
+        "AVAX",
+        "XLM",
+        "UNI",
+        "ATOM",
+        "ETC",
+        "FIL",
+        "APT",
+        "NEAR",
+    )
+]
 BASE_MS = 1633998480000
 
 
@@ -53,8 +75,11 @@ def cpu_model() -> str:
 def build_frames(count: int, closed_every: int) -> list[str]:
     """`count` combined frames; every `closed_every`-th update of a stream closes it."""
     template = json.loads((EVENTS / "spot_kline_doc_example.json").read_text())
-    recorded = [line for line in (EVENTS / "spot_combined_kline_real_cryptofeed.jsonl")
-                .read_text().splitlines() if line.strip()]
+    recorded = [
+        line
+        for line in (EVENTS / "spot_combined_kline_real_cryptofeed.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
     frames: list[str] = []
     update = dict.fromkeys(SYMBOLS, 0)
     candle = dict.fromkeys(SYMBOLS, 0)
@@ -74,12 +99,24 @@ def build_frames(count: int, closed_every: int) -> list[str]:
         p = 100 + candle[symbol] % 50 + update[symbol] % 7 / 100
         raw["s"] = symbol
         raw["E"] = start + 1000
-        raw["k"].update({"t": start, "T": intervals.close_ms(start, "1m"), "s": symbol,
-                         "i": "1m", "o": f"{p:.8f}", "c": f"{p + 0.5:.8f}",
-                         "h": f"{p + 1:.8f}", "l": f"{p - 1:.8f}", "v": f"{update[symbol]}.5",
-                         "n": update[symbol], "x": closed})
-        frames.append(json.dumps({"stream": f"{symbol.lower()}@kline_1m", "data": raw},
-                                 separators=(",", ":")))
+        raw["k"].update(
+            {
+                "t": start,
+                "T": intervals.close_ms(start, "1m"),
+                "s": symbol,
+                "i": "1m",
+                "o": f"{p:.8f}",
+                "c": f"{p + 0.5:.8f}",
+                "h": f"{p + 1:.8f}",
+                "l": f"{p - 1:.8f}",
+                "v": f"{update[symbol]}.5",
+                "n": update[symbol],
+                "x": closed,
+            }
+        )
+        frames.append(
+            json.dumps({"stream": f"{symbol.lower()}@kline_1m", "data": raw}, separators=(",", ":"))
+        )
         if closed:
             candle[symbol] += 1
     return frames
@@ -129,15 +166,22 @@ def make_cryptofeed() -> Callable[[list[str]], int] | None:
     except ImportError:
         return None
     normalized = {f"{s[:-4]}-USDT": s for s in SYMBOLS}
-    Symbols.set(Binance.id, normalized, {"tick_size": dict.fromkeys(normalized, "0.01"),
-                                         "instrument_type": dict.fromkeys(normalized, "spot")})
+    Symbols.set(
+        Binance.id,
+        normalized,
+        {
+            "tick_size": dict.fromkeys(normalized, "0.01"),
+            "instrument_type": dict.fromkeys(normalized, "spot"),
+        },
+    )
     count = [0]
 
     async def on_candle(candle: Any, receipt_timestamp: float) -> None:
         count[0] += 1
 
-    feed = Binance(symbols=list(normalized), channels=[CANDLES],
-                   callbacks={CANDLES: on_candle}, candle_closed_only=True)
+    feed = Binance(
+        symbols=list(normalized), channels=[CANDLES], callbacks={CANDLES: on_candle}, candle_closed_only=True
+    )
 
     def run(frames: list[str]) -> int:
         count[0] = 0
@@ -154,8 +198,7 @@ def make_cryptofeed() -> Callable[[list[str]], int] | None:
     return run
 
 
-def measure(fn: Callable[[list[str]], int], frames: list[str], repeat: int
-            ) -> tuple[float, int]:
+def measure(fn: Callable[[list[str]], int], frames: list[str], repeat: int) -> tuple[float, int]:
     best = float("inf")
     closed = 0
     for _ in range(repeat):
@@ -171,9 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
 
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores (one used), "
-          f"Python {platform.python_version()} ({platform.python_implementation()}), "
-          f"{platform.system()} {platform.machine()}")
+    print(
+        f"machine: {cpu_model()}, {os.cpu_count()} cores (one used), "
+        f"Python {platform.python_version()} ({platform.python_implementation()}), "
+        f"{platform.system()} {platform.machine()}"
+    )
     contenders: list[tuple[str, Callable[[list[str]], int]]] = [
         ("cmon KlineParser", bench_ours),
         ("cmon KlineParser, no open-frame shortcut", bench_ours_no_shortcut),
@@ -185,8 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from importlib.metadata import version
 
-        contenders.append((f"cryptofeed {version('cryptofeed')} Binance candles",
-                           cryptofeed_run))
+        contenders.append((f"cryptofeed {version('cryptofeed')} Binance candles", cryptofeed_run))
 
     header = f"{'implementation':<44} {'mix':<18} {'frames/s':>12} {'µs/frame':>9} {'closed':>7}"
     print(header)
@@ -195,8 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         frames = build_frames(args.frames, every)
         for name, fn in contenders:
             seconds, closed = measure(fn, frames, args.repeat)
-            print(f"{name:<44} {mix:<18} {len(frames) / seconds:>12,.0f} "
-                  f"{seconds / len(frames) * 1e6:>9.2f} {closed:>7}")
+            print(
+                f"{name:<44} {mix:<18} {len(frames) / seconds:>12,.0f} "
+                f"{seconds / len(frames) * 1e6:>9.2f} {closed:>7}"
+            )
     return 0
 
 

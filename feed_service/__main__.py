@@ -36,9 +36,12 @@ log = logging.getLogger("feed_service")
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {"level": record.levelname, "logger": record.name,
-                                 "message": record.getMessage(),
-                                 "timestamp": self.formatTime(record)}
+        entry: dict[str, Any] = {
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "timestamp": self.formatTime(record),
+        }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
@@ -48,33 +51,48 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cmon feed",
         description="Publish closed Binance candles (deduplicated, gaps backfilled) as "
-                    "CandleClosed events. Environment: BINANCE_MARKET, BINANCE_WS_URL, "
-                    "BINANCE_REST_URL, FEED_STREAMS, DATABASE_URL, EVENT_BUS_NAME, STAGE, "
-                    "AWS_ENDPOINT_URL and the FEED_* tuning variables.")
+        "CandleClosed events. Environment: BINANCE_MARKET, BINANCE_WS_URL, "
+        "BINANCE_REST_URL, FEED_STREAMS, DATABASE_URL, EVENT_BUS_NAME, STAGE, "
+        "AWS_ENDPOINT_URL and the FEED_* tuning variables.",
+    )
     parser.add_argument(
-        "--market", default="live", metavar="live|spot|usdm|simulate|replay:FILE",
+        "--market",
+        default="live",
+        metavar="live|spot|usdm|simulate|replay:FILE",
         help="live = Binance on BINANCE_MARKET (spot or usdm, default spot); spot/usdm "
-             "force the market; simulate = synthetic random-walk candles; replay:FILE = "
-             "the closed candles of a recorded .jsonl of raw or combined frames.")
-    parser.add_argument("--streams", help="comma-separated SYMBOL@INTERVAL (overrides "
-                                          "FEED_STREAMS), e.g. BTCUSDT@1m,ETHUSDT@5m")
-    parser.add_argument("--speed", type=float, default=60.0,
-                        help="simulate: simulated seconds per real second (60 → a 1m "
-                             "candle every second; default 60)")
-    parser.add_argument("--limit", type=int, default=None,
-                        help="simulate: stop after this many candles")
+        "force the market; simulate = synthetic random-walk candles; replay:FILE = "
+        "the closed candles of a recorded .jsonl of raw or combined frames.",
+    )
+    parser.add_argument(
+        "--streams",
+        help="comma-separated SYMBOL@INTERVAL (overrides FEED_STREAMS), e.g. BTCUSDT@1m,ETHUSDT@5m",
+    )
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=60.0,
+        help="simulate: simulated seconds per real second (60 → a 1m candle every second; default 60)",
+    )
+    parser.add_argument("--limit", type=int, default=None, help="simulate: stop after this many candles")
     parser.add_argument("--seed", type=int, default=None, help="simulate: random seed")
-    parser.add_argument("--health-port", type=int, default=None,
-                        help="port of GET /health (0 = ephemeral, -1 = off; "
-                             "default FEED_HEALTH_PORT or 8080)")
-    parser.add_argument("--sink", choices=("eventbridge", "stdout"), default=None,
-                        help="where candles go (default eventbridge for live, stdout "
-                             "otherwise)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print candles as JSON lines instead of publishing "
-                             "(= --sink stdout)")
-    parser.add_argument("--log-level", default="INFO",
-                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument(
+        "--health-port",
+        type=int,
+        default=None,
+        help="port of GET /health (0 = ephemeral, -1 = off; default FEED_HEALTH_PORT or 8080)",
+    )
+    parser.add_argument(
+        "--sink",
+        choices=("eventbridge", "stdout"),
+        default=None,
+        help="where candles go (default eventbridge for live, stdout otherwise)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print candles as JSON lines instead of publishing (= --sink stdout)",
+    )
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return parser
 
 
@@ -96,10 +114,14 @@ def _make_publisher(sink: str, settings: FeedSettings, metrics: FeedMetrics) -> 
     import boto3  # only the EventBridge sink needs it; boto3 honours AWS_ENDPOINT_URL
 
     client = boto3.client("events")
-    return EventBridgePublisher(client, settings.event_bus_name,
-                                queue_size=settings.feed_queue_size, metrics=metrics,
-                                backoff_max_s=settings.feed_publish_backoff_max_s,
-                                flush_timeout_s=settings.feed_flush_timeout_s)
+    return EventBridgePublisher(
+        client,
+        settings.event_bus_name,
+        queue_size=settings.feed_queue_size,
+        metrics=metrics,
+        backoff_max_s=settings.feed_publish_backoff_max_s,
+        flush_timeout_s=settings.feed_flush_timeout_s,
+    )
 
 
 async def _run(app: FeedApp) -> None:
@@ -142,13 +164,20 @@ def main(argv: list[str] | None = None) -> int:
     if replay_path is not None and not replay_path.is_file():
         print(f"cmon feed: no such replay file: {replay_path}", file=sys.stderr)
         return 2
-    sink = "stdout" if args.dry_run else (args.sink or ("eventbridge" if mode is Mode.LIVE
-                                                        else "stdout"))
+    sink = "stdout" if args.dry_run else (args.sink or ("eventbridge" if mode is Mode.LIVE else "stdout"))
     # Candles printed on stdout keep stdout for themselves; metrics go to stderr then.
     metrics = FeedMetrics(settings.stage, out=sys.stderr if sink == "stdout" else sys.stdout)
     publisher = _make_publisher(sink, settings, metrics)
-    app = FeedApp(settings, publisher, mode=mode, replay_path=replay_path, speed=args.speed,
-                  simulate_limit=args.limit, seed=args.seed, metrics=metrics)
+    app = FeedApp(
+        settings,
+        publisher,
+        mode=mode,
+        replay_path=replay_path,
+        speed=args.speed,
+        simulate_limit=args.limit,
+        seed=args.seed,
+        metrics=metrics,
+    )
     try:
         asyncio.run(_run(app))
     except CmonError as e:

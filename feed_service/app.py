@@ -37,19 +37,31 @@ class Mode(StrEnum):
 
 
 class FeedApp:
-    def __init__(self, settings: FeedSettings, publisher: Publisher, *,
-                 mode: Mode = Mode.LIVE, replay_path: Path | None = None,
-                 speed: float = 60.0, simulate_limit: int | None = None,
-                 seed: int | None = None, metrics: FeedMetrics | None = None,
-                 provider: StreamProvider | None = None, clock: WallClock = time.time,
-                 http: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: FeedSettings,
+        publisher: Publisher,
+        *,
+        mode: Mode = Mode.LIVE,
+        replay_path: Path | None = None,
+        speed: float = 60.0,
+        simulate_limit: int | None = None,
+        seed: int | None = None,
+        metrics: FeedMetrics | None = None,
+        provider: StreamProvider | None = None,
+        clock: WallClock = time.time,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
         if mode is Mode.REPLAY and replay_path is None:
             raise ValueError("replay mode needs a file")
         self.settings = settings
         self.metrics = metrics or FeedMetrics(settings.stage)
         # EventBridge counts deliveries itself (after PutEvents accepted them).
-        self.publisher: Publisher = publisher if isinstance(publisher, EventBridgePublisher) \
+        self.publisher: Publisher = (
+            publisher
+            if isinstance(publisher, EventBridgePublisher)
             else MeteredPublisher(publisher, self.metrics, clock)
+        )
         self.mode = mode
         self._replay_path = replay_path
         self._speed = speed
@@ -70,9 +82,11 @@ class FeedApp:
         if self.router is None:
             return False, {"streams": {}, "connections": []}
         healthy, body = stream_health(
-            self.router, clock=self._clock,
+            self.router,
+            clock=self._clock,
             stale_after_intervals=self.settings.feed_stale_after_intervals,
-            grace_s=self.settings.feed_stale_grace_s)
+            grace_s=self.settings.feed_stale_grace_s,
+        )
         body["mode"] = str(self.mode)
         body["connections"] = self.live.status() if self.live is not None else []
         return healthy, body
@@ -87,18 +101,27 @@ class FeedApp:
             self._http = httpx.AsyncClient(timeout=settings.feed_rest_timeout_s)
         backfiller = None
         if self.mode is Mode.LIVE:
-            backfiller = KlinesClient(settings.klines_url, settings.market,
-                                      limit=settings.klines_limit, http=self._http,
-                                      max_attempts=settings.feed_rest_max_attempts,
-                                      max_wait_s=settings.feed_rest_max_wait_s,
-                                      backoff=Backoff(0.5, max(1.0, settings.feed_rest_max_wait_s)),
-                                      clock=self._clock)
-        self.router = CandleRouter(self.publisher, backfiller=backfiller, metrics=self.metrics,
-                                   clock=self._clock,
-                                   max_backfill=settings.feed_max_backfill_candles)
+            backfiller = KlinesClient(
+                settings.klines_url,
+                settings.market,
+                limit=settings.klines_limit,
+                http=self._http,
+                max_attempts=settings.feed_rest_max_attempts,
+                max_wait_s=settings.feed_rest_max_wait_s,
+                backoff=Backoff(0.5, max(1.0, settings.feed_rest_max_wait_s)),
+                clock=self._clock,
+            )
+        self.router = CandleRouter(
+            self.publisher,
+            backfiller=backfiller,
+            metrics=self.metrics,
+            clock=self._clock,
+            max_backfill=settings.feed_max_backfill_candles,
+        )
         if settings.feed_health_port >= 0:
-            self.health = HealthServer(self.report, host=settings.feed_health_host,
-                                       port=settings.feed_health_port)
+            self.health = HealthServer(
+                self.report, host=settings.feed_health_host, port=settings.feed_health_port
+            )
             await self.health.start()
         metrics_task = asyncio.create_task(self.metrics.run(settings.feed_metrics_interval_s))
         source = asyncio.create_task(self._source(), name=f"source-{self.mode}")
@@ -120,8 +143,7 @@ class FeedApp:
                 if self._own_http and self._http is not None:
                     await self._http.aclose()
         failure = results[0]
-        if isinstance(failure, BaseException) and not isinstance(failure,
-                                                                  asyncio.CancelledError):
+        if isinstance(failure, BaseException) and not isinstance(failure, asyncio.CancelledError):
             raise failure
 
     async def _source(self) -> None:
@@ -137,32 +159,44 @@ class FeedApp:
                 watchdog_tick_s=settings.feed_watchdog_tick_s,
                 backoff_base_s=settings.feed_backoff_base_s,
                 backoff_max_s=settings.feed_backoff_max_s,
-                connect_timeout_s=settings.feed_connect_timeout_s)
+                connect_timeout_s=settings.feed_connect_timeout_s,
+            )
             if not settings.streams and self._provider is None:
                 log.warning("no FEED_STREAMS and no DATABASE_URL: nothing to subscribe to")
-            self.live = LiveFeed(policy, router, KlineParser(settings.market),
-                                 static=settings.streams,
-                                 max_streams_per_connection=settings.max_streams_per_connection,
-                                 provider=self._provider,
-                                 refresh_s=settings.feed_subscription_refresh_s,
-                                 metrics=self.metrics)
+            self.live = LiveFeed(
+                policy,
+                router,
+                KlineParser(settings.market),
+                static=settings.streams,
+                max_streams_per_connection=settings.max_streams_per_connection,
+                provider=self._provider,
+                refresh_s=settings.feed_subscription_refresh_s,
+                metrics=self.metrics,
+            )
             await self.live.run()
         elif self.mode is Mode.SIMULATE:
             for stream in settings.streams:
                 router.expect(stream)
-            market = SimulatedMarket(settings.streams, speed=self._speed,
-                                     market=settings.market, seed=self._seed,
-                                     limit=self._simulate_limit, clock=self._clock)
+            market = SimulatedMarket(
+                settings.streams,
+                speed=self._speed,
+                market=settings.market,
+                seed=self._seed,
+                limit=self._simulate_limit,
+                clock=self._clock,
+            )
             await market.run(router.on_candle)
         else:
             assert self._replay_path is not None
-            replay = ReplaySource(self._replay_path, market=settings.market,
-                                  metrics=self.metrics)
+            replay = ReplaySource(self._replay_path, market=settings.market, metrics=self.metrics)
             count = await replay.run(router.on_candle)
-            log.info("replay done: %d frames, %d closed candles, %d malformed",
-                     replay.frames, count, replay.malformed)
+            log.info(
+                "replay done: %d frames, %d closed candles, %d malformed",
+                replay.frames,
+                count,
+                replay.malformed,
+            )
 
     def summary(self) -> dict[str, Any]:
         totals = {str(k): v for k, v in self.metrics.totals.items()}
         return {"metrics": totals, "malformed_frames": self.metrics.malformed_frames}
-

@@ -136,8 +136,9 @@ class KlineParser:
         if not isinstance(request_id, int) or isinstance(request_id, bool):
             raise MalformedFrame("response id is not an integer")
         error = message.get("error")
-        return Frame(FrameKind.RESPONSE, request_id=request_id,
-                     error=None if error is None else json.dumps(error))
+        return Frame(
+            FrameKind.RESPONSE, request_id=request_id, error=None if error is None else json.dumps(error)
+        )
 
     def _kline(self, data: dict[str, Any]) -> Frame:
         try:
@@ -202,11 +203,20 @@ class KlinesClient:
     (the live stream goes on; the gap is logged) rather than stalling the stream.
     """
 
-    def __init__(self, url: str, market: Market, *, limit: int, http: httpx.AsyncClient,
-                 max_attempts: int = 5, max_wait_s: float = 60.0,
-                 backoff: Backoff | None = None, clock: WallClock = time.time,
-                 monotonic: Callable[[], float] = time.monotonic,
-                 sleep: Sleeper = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        url: str,
+        market: Market,
+        *,
+        limit: int,
+        http: httpx.AsyncClient,
+        max_attempts: int = 5,
+        max_wait_s: float = 60.0,
+        backoff: Backoff | None = None,
+        clock: WallClock = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Sleeper = asyncio.sleep,
+    ) -> None:
         self._url = url
         self._market = market
         self._limit = limit
@@ -243,9 +253,13 @@ class KlinesClient:
         return candles
 
     async def _get(self, stream: StreamId, start_ms: int, end_ms: int) -> list[object]:
-        params: dict[str, str | int] = {"symbol": stream.symbol, "interval": stream.interval,
-                                        "startTime": start_ms, "endTime": end_ms,
-                                        "limit": self._limit}
+        params: dict[str, str | int] = {
+            "symbol": stream.symbol,
+            "interval": stream.interval,
+            "startTime": start_ms,
+            "endTime": end_ms,
+            "limit": self._limit,
+        }
         self._backoff.reset()
         for attempt in range(1, self._max_attempts + 1):
             await self._wait_out_ban()

@@ -44,10 +44,17 @@ class SubscriptionError(TransientError):
 
 
 class Connection:
-    def __init__(self, name: str, base_url: str, on_message: MessageHandler, *,
-                 max_messages_per_second: float = 5.0, ack_timeout_s: float = 10.0,
-                 connect_timeout_s: float = 10.0,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        on_message: MessageHandler,
+        *,
+        max_messages_per_second: float = 5.0,
+        ack_timeout_s: float = 10.0,
+        connect_timeout_s: float = 10.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.name = name
         self._base_url = base_url
         self._on_message = on_message
@@ -71,16 +78,16 @@ class Connection:
 
     def url_for(self, streams: Collection[str]) -> str:
         first = sorted(streams)[:URL_STREAMS_MAX]
-        return f"{self._base_url}/stream?streams={'/'.join(first)}" if first \
-            else f"{self._base_url}/ws"
+        return f"{self._base_url}/stream?streams={'/'.join(first)}" if first else f"{self._base_url}/ws"
 
     async def open(self, streams: Collection[str]) -> None:
         """Connect, subscribe to `streams`, and return once Binance confirmed them all."""
         url = self.url_for(streams)
         try:
             async with asyncio.timeout(self._connect_timeout_s):
-                self._ws = await connect(url, ping_interval=None, open_timeout=None,
-                                         max_queue=1024, close_timeout=2)
+                self._ws = await connect(
+                    url, ping_interval=None, open_timeout=None, max_queue=1024, close_timeout=2
+                )
         except (OSError, WebSocketException, TimeoutError) as e:
             self._mark_closed(f"connect failed: {type(e).__name__}: {e}")
             raise
@@ -181,4 +188,4 @@ class Connection:
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]

@@ -28,8 +28,13 @@ log = logging.getLogger(__name__)
 HealthReport = tuple[bool, dict[str, Any]]
 
 
-def stream_health(router: CandleRouter, *, clock: WallClock = time.time,
-                  stale_after_intervals: float = 2.0, grace_s: float = 30.0) -> HealthReport:
+def stream_health(
+    router: CandleRouter,
+    *,
+    clock: WallClock = time.time,
+    stale_after_intervals: float = 2.0,
+    grace_s: float = 30.0,
+) -> HealthReport:
     now = clock()
     streams: dict[str, Any] = {}
     healthy = True
@@ -57,8 +62,7 @@ def stream_health(router: CandleRouter, *, clock: WallClock = time.time,
 class HealthServer:
     """Answers `GET /health` with `report()`; port 0 binds an ephemeral port."""
 
-    def __init__(self, report: Callable[[], HealthReport], *, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+    def __init__(self, report: Callable[[], HealthReport], *, host: str = "127.0.0.1", port: int = 0) -> None:
         self._report = report
         self._host = host
         self._port = port
@@ -87,16 +91,17 @@ class HealthServer:
                 while (await reader.readline()) not in (b"\r\n", b"\n", b""):
                     pass
             parts = request_line.decode("latin-1").split()
-            if len(parts) >= 2 and parts[0] in ("GET", "HEAD") \
-                    and parts[1].split("?")[0] == "/health":
+            if len(parts) >= 2 and parts[0] in ("GET", "HEAD") and parts[1].split("?")[0] == "/health":
                 healthy, body = self._report()
                 body["status"] = "ok" if healthy else "stale"
                 status = "200 OK" if healthy else "503 Service Unavailable"
                 payload = json.dumps(body).encode()
             else:
                 status, payload = "404 Not Found", b'{"error":"not found"}'
-            head = (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n")
+            head = (
+                f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+            )
             writer.write(head.encode() + (payload if parts[:1] != ["HEAD"] else b""))
             await writer.drain()
         except (TimeoutError, ConnectionError) as e:

@@ -26,8 +26,9 @@ _MAX_VALUES = 100
 
 
 class FeedMetrics:
-    def __init__(self, stage: str, *, out: TextIO | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, stage: str, *, out: TextIO | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.stage = stage
         self._out = out
         self._clock = clock
@@ -41,8 +42,7 @@ class FeedMetrics:
         self.totals[name] += value
 
     def candle_published(self, lag_ms: float, *, backfill: bool) -> None:
-        self.incr(MetricName.FEED_CANDLES_BACKFILLED if backfill
-                  else MetricName.FEED_CANDLES_PUBLISHED)
+        self.incr(MetricName.FEED_CANDLES_BACKFILLED if backfill else MetricName.FEED_CANDLES_PUBLISHED)
         self._lags.append(lag_ms)
         if len(self._lags) >= _MAX_VALUES:
             self.flush()
@@ -65,15 +65,20 @@ class FeedMetrics:
         document: dict[str, object] = {
             "_aws": {
                 "Timestamp": int(self._clock() * 1000),
-                "CloudWatchMetrics": [{
-                    "Namespace": NAMESPACE,
-                    "Dimensions": [["service", STAGE_DIMENSION]],
-                    "Metrics": [
-                        *({"Name": str(name), "Unit": "Count"} for name in self._counts),
-                        *([{"Name": str(MetricName.FEED_PUBLISH_LAG_MS),
-                            "Unit": "Milliseconds"}] if self._lags else []),
-                    ],
-                }],
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": NAMESPACE,
+                        "Dimensions": [["service", STAGE_DIMENSION]],
+                        "Metrics": [
+                            *({"Name": str(name), "Unit": "Count"} for name in self._counts),
+                            *(
+                                [{"Name": str(MetricName.FEED_PUBLISH_LAG_MS), "Unit": "Milliseconds"}]
+                                if self._lags
+                                else []
+                            ),
+                        ],
+                    }
+                ],
             },
             "service": SERVICE,
             STAGE_DIMENSION: self.stage,

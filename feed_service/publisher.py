@@ -118,10 +118,19 @@ class EventBridgePublisher:
     `client` is a boto3 `events` client (or any object with a compatible `put_events`).
     """
 
-    def __init__(self, client: Any, bus_name: str, *, queue_size: int = 1000,
-                 metrics: FeedMetrics | None = None, backoff_max_s: float = 10.0,
-                 max_attempts: int | None = None, flush_timeout_s: float = 20.0,
-                 clock: WallClock = time.time, sleep: Sleeper = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        client: Any,
+        bus_name: str,
+        *,
+        queue_size: int = 1000,
+        metrics: FeedMetrics | None = None,
+        backoff_max_s: float = 10.0,
+        max_attempts: int | None = None,
+        flush_timeout_s: float = 20.0,
+        clock: WallClock = time.time,
+        sleep: Sleeper = asyncio.sleep,
+    ) -> None:
         self._client = client
         self._bus_name = bus_name
         self._queue: asyncio.Queue[CandleClosed] = asyncio.Queue(maxsize=queue_size)
@@ -161,8 +170,7 @@ class EventBridgePublisher:
             async with asyncio.timeout(self._flush_timeout_s):
                 await self.flush()
         except TimeoutError:
-            log.error("EventBridge flush timed out; %d candles not published",
-                      self._queue.qsize())
+            log.error("EventBridge flush timed out; %d candles not published", self._queue.qsize())
             raise PublishError("flush timed out") from None
         finally:
             if self._writer is not None:
@@ -185,9 +193,12 @@ class EventBridgePublisher:
                     self._queue.task_done()
 
     def _entry(self, candle: CandleClosed) -> dict[str, Any]:
-        return {"Source": EVENT_SOURCE, "DetailType": DETAIL_TYPE,
-                "Detail": json.dumps(candle.to_detail(), separators=(",", ":")),
-                "EventBusName": self._bus_name}
+        return {
+            "Source": EVENT_SOURCE,
+            "DetailType": DETAIL_TYPE,
+            "Detail": json.dumps(candle.to_detail(), separators=(",", ":")),
+            "EventBusName": self._bus_name,
+        }
 
     async def _send(self, batch: list[CandleClosed]) -> None:
         pending = [(candle, self._entry(candle)) for candle in batch]
@@ -198,25 +209,31 @@ class EventBridgePublisher:
             self.calls += 1
             try:
                 response = await asyncio.to_thread(
-                    self._client.put_events, Entries=[entry for _, entry in pending])
+                    self._client.put_events, Entries=[entry for _, entry in pending]
+                )
             except (BotoCoreError, ClientError) as e:
-                log.warning("PutEvents failed for %d entries (attempt %d): %s",
-                            len(pending), attempt, e)
+                log.warning("PutEvents failed for %d entries (attempt %d): %s", len(pending), attempt, e)
                 failed = pending
             else:
                 results = response.get("Entries", [])
                 if response.get("FailedEntryCount", 0) == 0 and len(results) == len(pending):
                     failed = []
                 elif len(results) != len(pending):
-                    log.warning("PutEvents answered %d results for %d entries; resending all",
-                                len(results), len(pending))
+                    log.warning(
+                        "PutEvents answered %d results for %d entries; resending all",
+                        len(results),
+                        len(pending),
+                    )
                     failed = pending
                 else:
-                    failed = [p for p, r in zip(pending, results, strict=True)
-                              if r.get("ErrorCode")]
+                    failed = [p for p, r in zip(pending, results, strict=True) if r.get("ErrorCode")]
                     codes = sorted({str(r["ErrorCode"]) for r in results if r.get("ErrorCode")})
-                    log.warning("PutEvents: %d of %d entries failed (%s), resending them",
-                                len(failed), len(pending), ", ".join(codes))
+                    log.warning(
+                        "PutEvents: %d of %d entries failed (%s), resending them",
+                        len(failed),
+                        len(pending),
+                        ", ".join(codes),
+                    )
                 failed_ids = {id(p) for p in failed}
                 self._delivered([p[0] for p in pending if id(p) not in failed_ids])
             pending = failed
@@ -224,10 +241,12 @@ class EventBridgePublisher:
                 return
             if self._max_attempts is not None and attempt >= self._max_attempts:
                 self.given_up += len(pending)
-                log.error("PutEvents gave up on %d candles after %d attempts: %s",
-                          len(pending), attempt,
-                          [f"{c.symbol}@{c.interval}:{c.open_time.isoformat()}"
-                           for c, _ in pending])
+                log.error(
+                    "PutEvents gave up on %d candles after %d attempts: %s",
+                    len(pending),
+                    attempt,
+                    [f"{c.symbol}@{c.interval}:{c.open_time.isoformat()}" for c, _ in pending],
+                )
                 return
             await self._sleep(self._backoff.next_delay())
 
@@ -251,8 +270,7 @@ class MeteredPublisher:
     the lag it reports includes the time spent in its queue.
     """
 
-    def __init__(self, inner: Publisher, metrics: FeedMetrics,
-                 clock: WallClock = time.time) -> None:
+    def __init__(self, inner: Publisher, metrics: FeedMetrics, clock: WallClock = time.time) -> None:
         self.inner = inner
         self._metrics = metrics
         self._clock = clock

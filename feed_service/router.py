@@ -53,9 +53,15 @@ class StreamState:
 
 
 class CandleRouter:
-    def __init__(self, publisher: Publisher, *, backfiller: Backfiller | None = None,
-                 metrics: FeedMetrics | None = None, clock: WallClock = time.time,
-                 max_backfill: int = 1000) -> None:
+    def __init__(
+        self,
+        publisher: Publisher,
+        *,
+        backfiller: Backfiller | None = None,
+        metrics: FeedMetrics | None = None,
+        clock: WallClock = time.time,
+        max_backfill: int = 1000,
+    ) -> None:
         self.publisher = publisher
         self._backfiller = backfiller
         self._metrics = metrics
@@ -92,8 +98,9 @@ class CandleRouter:
                 if self._metrics is not None:
                     self._metrics.duplicate_dropped()
                 if open_ms < state.last_open_ms:
-                    log.info("late candle %s %s dropped (already past it)", stream,
-                             candle.open_time.isoformat())
+                    log.info(
+                        "late candle %s %s dropped (already past it)", stream, candle.open_time.isoformat()
+                    )
                 return
             if state.last_open_ms is not None:
                 expected = intervals.next_open_ms(state.last_open_ms, stream.interval)
@@ -108,11 +115,13 @@ class CandleRouter:
         state.last_open_ms = open_ms
         state.last_close_ms = epoch_ms(candle.close_time)
 
-    async def _backfill(self, stream: StreamId, state: StreamState, start_ms: int,
-                        end_ms: int) -> None:
+    async def _backfill(self, stream: StreamId, state: StreamState, start_ms: int, end_ms: int) -> None:
         if self._backfiller is None:
-            log.warning("gap in %s from %s, no backfill source: candles lost", stream,
-                        intervals.from_ms(start_ms).isoformat())
+            log.warning(
+                "gap in %s from %s, no backfill source: candles lost",
+                stream,
+                intervals.from_ms(start_ms).isoformat(),
+            )
             return
         if stream.interval != "1M":
             length = intervals.interval_ms(stream.interval)
@@ -120,15 +129,20 @@ class CandleRouter:
             if missing > self._max_backfill:
                 # Old candles are worth little to a monitor that reacts to the latest
                 # close; the newest ones are the ones a workflow is waiting for.
-                log.warning("gap in %s of %d candles; backfilling the last %d", stream,
-                            missing, self._max_backfill)
+                log.warning(
+                    "gap in %s of %d candles; backfilling the last %d", stream, missing, self._max_backfill
+                )
                 start_ms = end_ms + 1 - self._max_backfill * length
         try:
             candles = await self._backfiller.fetch(stream, start_ms, end_ms)
         except (BackfillError, MalformedFrame) as e:
             self.backfill_failures += 1
-            log.error("backfill of %s from %s failed, candles lost: %s", stream,
-                      intervals.from_ms(start_ms).isoformat(), e)
+            log.error(
+                "backfill of %s from %s failed, candles lost: %s",
+                stream,
+                intervals.from_ms(start_ms).isoformat(),
+                e,
+            )
             return
         for candle in candles:
             open_ms = epoch_ms(candle.open_time)

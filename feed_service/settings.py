@@ -16,10 +16,8 @@ from functions.core.contracts import Market
 
 # Binance's published limits per market. The per-connection stream cap for USD-M is
 # not documented as a hard number; 200 is what the exchange recommends planning for.
-DEFAULT_WS_URL = {Market.SPOT: "wss://stream.binance.com:9443",
-                  Market.USDM: "wss://fstream.binance.com"}
-DEFAULT_REST_URL = {Market.SPOT: "https://api.binance.com",
-                    Market.USDM: "https://fapi.binance.com"}
+DEFAULT_WS_URL = {Market.SPOT: "wss://stream.binance.com:9443", Market.USDM: "wss://fstream.binance.com"}
+DEFAULT_REST_URL = {Market.SPOT: "https://api.binance.com", Market.USDM: "https://fapi.binance.com"}
 MAX_STREAMS_PER_CONNECTION = {Market.SPOT: 1024, Market.USDM: 200}
 MAX_MESSAGES_PER_SECOND = {Market.SPOT: 5, Market.USDM: 10}
 KLINES_PATH = {Market.SPOT: "/api/v3/klines", Market.USDM: "/fapi/v1/klines"}

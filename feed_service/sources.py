@@ -38,18 +38,24 @@ CandleSink = Callable[[CandleClosed], Awaitable[None]]
 class LiveFeed:
     """Binance kline streams, sharded and kept alive, subscriptions refreshed."""
 
-    def __init__(self, policy: ConnectionPolicy, router: CandleRouter, parser: KlineParser,
-                 *, static: frozenset[StreamId], max_streams_per_connection: int,
-                 provider: StreamProvider | None = None, refresh_s: float = 30.0,
-                 metrics: FeedMetrics | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        policy: ConnectionPolicy,
+        router: CandleRouter,
+        parser: KlineParser,
+        *,
+        static: frozenset[StreamId],
+        max_streams_per_connection: int,
+        provider: StreamProvider | None = None,
+        refresh_s: float = 30.0,
+        metrics: FeedMetrics | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         def make_shard(shard_id: int) -> ShardSupervisor:
-            return ShardSupervisor(shard_id, policy, router, parser, metrics=metrics,
-                                   monotonic=monotonic)
+            return ShardSupervisor(shard_id, policy, router, parser, metrics=metrics, monotonic=monotonic)
 
         self.pool = ShardPool(max_streams_per_connection, make_shard, router)
-        self.subscriptions = SubscriptionManager(self.pool, static, provider=provider,
-                                                 refresh_s=refresh_s)
+        self.subscriptions = SubscriptionManager(self.pool, static, provider=provider, refresh_s=refresh_s)
 
     async def run(self) -> None:
         """Run until cancelled; raise if a shard supervisor died of a bug."""
@@ -73,8 +79,12 @@ class LiveFeed:
 
 # -- simulator ------------------------------------------------------------------------
 
-_START_PRICES = {"BTCUSDT": Decimal("64000"), "ETHUSDT": Decimal("3000"),
-                 "BNBUSDT": Decimal("600"), "SOLUSDT": Decimal("150")}
+_START_PRICES = {
+    "BTCUSDT": Decimal("64000"),
+    "ETHUSDT": Decimal("3000"),
+    "BNBUSDT": Decimal("600"),
+    "SOLUSDT": Decimal("150"),
+}
 
 
 def _tick(price: Decimal) -> Decimal:
@@ -111,11 +121,19 @@ class SimulatedMarket:
     `limit` stops after that many candles; without it the iterator is endless.
     """
 
-    def __init__(self, streams: Iterable[StreamId], *, speed: float = 60.0,
-                 market: Market = Market.SPOT, seed: int | None = None,
-                 limit: int | None = None, start_ms: int | None = None,
-                 volatility: float = 0.001, clock: WallClock = time.time,
-                 sleep: Sleeper = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        streams: Iterable[StreamId],
+        *,
+        speed: float = 60.0,
+        market: Market = Market.SPOT,
+        seed: int | None = None,
+        limit: int | None = None,
+        start_ms: int | None = None,
+        volatility: float = 0.001,
+        clock: WallClock = time.time,
+        sleep: Sleeper = asyncio.sleep,
+    ) -> None:
         self.streams = sorted(set(streams))
         if not self.streams:
             raise ValueError("the simulator needs at least one stream")
@@ -143,8 +161,11 @@ class SimulatedMarket:
     async def candles(self) -> AsyncIterator[CandleClosed]:
         real_start = self._clock()
         shortest = min(self.streams, key=lambda s: intervals.interval_ms(s.interval))
-        sim_start = self._start_ms if self._start_ms is not None else intervals.open_time_of(
-            int(real_start * 1000), shortest.interval)
+        sim_start = (
+            self._start_ms
+            if self._start_ms is not None
+            else intervals.open_time_of(int(real_start * 1000), shortest.interval)
+        )
         heap: list[tuple[int, int, _Walk]] = []
         for index, stream in enumerate(self.streams):
             open_ms = intervals.open_time_of(sim_start, stream.interval)
@@ -158,8 +179,9 @@ class SimulatedMarket:
                 await self._sleep(delay)
             candle = self._candle(walk)
             walk.next_open_ms = intervals.next_open_ms(walk.next_open_ms, walk.stream.interval)
-            heapq.heappush(heap, (intervals.next_open_ms(walk.next_open_ms,
-                                                         walk.stream.interval), index, walk))
+            heapq.heappush(
+                heap, (intervals.next_open_ms(walk.next_open_ms, walk.stream.interval), index, walk)
+            )
             self.emitted += 1
             yield candle
 
@@ -175,18 +197,22 @@ class SimulatedMarket:
             return Decimal(repr(max(value, float(tick)))).quantize(tick, ROUND_HALF_EVEN)
 
         close = q(float(open_) * (1 + rng.gauss(0, sigma)))
-        high = max(q(float(max(open_, close)) * (1 + abs(rng.gauss(0, sigma / 2)))),
-                   open_, close)
-        low = min(q(float(min(open_, close)) * (1 - abs(rng.gauss(0, sigma / 2)))),
-                  open_, close)
+        high = max(q(float(max(open_, close)) * (1 + abs(rng.gauss(0, sigma / 2)))), open_, close)
+        low = min(q(float(min(open_, close)) * (1 - abs(rng.gauss(0, sigma / 2)))), open_, close)
         walk.price = close
         return CandleClosed(
-            market=self.market, symbol=walk.stream.symbol, interval=interval,
+            market=self.market,
+            symbol=walk.stream.symbol,
+            interval=interval,
             open_time=intervals.from_ms(walk.next_open_ms),
             close_time=intervals.from_ms(intervals.close_ms(walk.next_open_ms, interval)),
-            open=open_, high=high, low=low, close=close,
+            open=open_,
+            high=high,
+            low=low,
+            close=close,
             volume=Decimal(repr(round(rng.uniform(1, 500) * max(minutes, 0.1), 3))),
-            trades=rng.randint(10, 2000), source=CandleSource.STREAM,
+            trades=rng.randint(10, 2000),
+            source=CandleSource.STREAM,
         )
 
 
@@ -201,8 +227,9 @@ class ReplaySource:
     logged and counted, like on the wire.
     """
 
-    def __init__(self, path: Path, *, market: Market = Market.SPOT,
-                 metrics: FeedMetrics | None = None) -> None:
+    def __init__(
+        self, path: Path, *, market: Market = Market.SPOT, metrics: FeedMetrics | None = None
+    ) -> None:
         self.path = path
         self._parser = KlineParser(market)
         self._metrics = metrics

@@ -21,9 +21,7 @@ log = logging.getLogger(__name__)
 
 StreamProvider = Callable[[], Awaitable[set[StreamId]]]
 
-ACTIVE_PAIRS_SQL = (
-    "select distinct symbol, interval from public.workflow_schedules where is_active"
-)
+ACTIVE_PAIRS_SQL = "select distinct symbol, interval from public.workflow_schedules where is_active"
 
 
 class WorkflowStreams:
@@ -38,10 +36,15 @@ class WorkflowStreams:
         self._timeout = connect_timeout_s
 
     async def __call__(self) -> set[StreamId]:
-        async with await psycopg.AsyncConnection.connect(
-            self._url, prepare_threshold=None, autocommit=True,
-            connect_timeout=max(1, int(self._timeout)),
-        ) as conn, conn.cursor() as cur:
+        async with (
+            await psycopg.AsyncConnection.connect(
+                self._url,
+                prepare_threshold=None,
+                autocommit=True,
+                connect_timeout=max(1, int(self._timeout)),
+            ) as conn,
+            conn.cursor() as cur,
+        ):
             await cur.execute(ACTIVE_PAIRS_SQL)
             rows = await cur.fetchall()
         streams: set[StreamId] = set()
@@ -49,14 +52,19 @@ class WorkflowStreams:
             try:
                 streams.add(StreamId(str(symbol).upper(), str(interval)))
             except ValueError as e:
-                log.warning("active workflow with an unusable pair %r@%r ignored: %s",
-                            symbol, interval, e)
+                log.warning("active workflow with an unusable pair %r@%r ignored: %s", symbol, interval, e)
         return streams
 
 
 class SubscriptionManager:
-    def __init__(self, pool: ShardPool, static: frozenset[StreamId], *,
-                 provider: StreamProvider | None = None, refresh_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        pool: ShardPool,
+        static: frozenset[StreamId],
+        *,
+        provider: StreamProvider | None = None,
+        refresh_s: float = 30.0,
+    ) -> None:
         self._pool = pool
         self._static = static
         self._provider = provider
@@ -74,8 +82,9 @@ class SubscriptionManager:
                 self._dynamic = await self._provider()
             except (psycopg.Error, OSError) as e:
                 self.refresh_failures += 1
-                log.warning("could not read active workflows (%s); keeping %d streams",
-                            e, len(self.desired()))
+                log.warning(
+                    "could not read active workflows (%s); keeping %d streams", e, len(self.desired())
+                )
         self.refreshes += 1
         await self._pool.apply(self.desired())
 

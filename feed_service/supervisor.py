@@ -69,10 +69,18 @@ class _Why(StrEnum):
 
 
 class ShardSupervisor:
-    def __init__(self, shard_id: int, policy: ConnectionPolicy, router: CandleRouter,
-                 parser: KlineParser, *, metrics: FeedMetrics | None = None,
-                 monotonic: Callable[[], float] = time.monotonic,
-                 sleep: Sleeper = asyncio.sleep, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        shard_id: int,
+        policy: ConnectionPolicy,
+        router: CandleRouter,
+        parser: KlineParser,
+        *,
+        metrics: FeedMetrics | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Sleeper = asyncio.sleep,
+        backoff: Backoff | None = None,
+    ) -> None:
         self.shard_id = shard_id
         self._policy = policy
         self._router = router
@@ -114,8 +122,9 @@ class ShardSupervisor:
                     await conn.close(str(why))
                     conn = replacement
                 else:
-                    log.warning("shard %d: connection %s (%s), reconnecting", self.shard_id,
-                                why, conn.close_reason)
+                    log.warning(
+                        "shard %d: connection %s (%s), reconnecting", self.shard_id, why, conn.close_reason
+                    )
                     lived = self._monotonic() - conn.opened_at
                     await conn.close(str(why))
                     conn = None
@@ -149,10 +158,8 @@ class ShardSupervisor:
             "connections_opened": self.connections_opened,
             "reconnects": self.reconnects,
             "last_reason": self.last_reason,
-            "connection_age_s": None if conn is None
-            else round(self._monotonic() - conn.opened_at, 3),
-            "silent_for_s": None if conn is None
-            else round(self._monotonic() - conn.last_message_at, 3),
+            "connection_age_s": None if conn is None else round(self._monotonic() - conn.opened_at, 3),
+            "silent_for_s": None if conn is None else round(self._monotonic() - conn.last_message_at, 3),
         }
 
     # -- internals ----------------------------------------------------------------------
@@ -173,12 +180,15 @@ class ShardSupervisor:
         """
         while not self._stopping.is_set():
             self._generation += 1
-            conn = Connection(f"{self.shard_id}.{self._generation}", self._policy.ws_url,
-                              self._on_message,
-                              max_messages_per_second=self._policy.max_messages_per_second,
-                              ack_timeout_s=self._policy.connect_timeout_s,
-                              connect_timeout_s=self._policy.connect_timeout_s,
-                              monotonic=self._monotonic)
+            conn = Connection(
+                f"{self.shard_id}.{self._generation}",
+                self._policy.ws_url,
+                self._on_message,
+                max_messages_per_second=self._policy.max_messages_per_second,
+                ack_timeout_s=self._policy.connect_timeout_s,
+                connect_timeout_s=self._policy.connect_timeout_s,
+                monotonic=self._monotonic,
+            )
             try:
                 await conn.open(self._wire_names())
             except (OSError, TimeoutError, WebSocketException, SubscriptionError) as e:
@@ -187,8 +197,13 @@ class ShardSupervisor:
                 if old is None:
                     self.state = ShardState.BACKOFF
                 delay = self._backoff.next_delay()
-                log.warning("shard %d: connect failed (%s: %s); retrying in %.2f s",
-                            self.shard_id, type(e).__name__, e, delay)
+                log.warning(
+                    "shard %d: connect failed (%s: %s); retrying in %.2f s",
+                    self.shard_id,
+                    type(e).__name__,
+                    e,
+                    delay,
+                )
                 await self._sleep_unless_stopped(delay)
                 continue
             except Exception:
@@ -210,8 +225,7 @@ class ShardSupervisor:
                 await conn.subscribe(wanted - conn.streams)
             except SubscriptionError as e:
                 # A half-applied change is worse than a fresh connection with the full set.
-                log.warning("shard %d: subscription change failed (%s); recycling",
-                            self.shard_id, e)
+                log.warning("shard %d: subscription change failed (%s); recycling", self.shard_id, e)
                 conn.close_reason = conn.close_reason or f"subscription failed: {e}"
                 conn.attention.set()
 
@@ -272,8 +286,9 @@ class ShardPool:
     connection and subscribing it on another, with a window where it is on neither.
     """
 
-    def __init__(self, max_streams: int, make_shard: Callable[[int], ShardSupervisor],
-                 router: CandleRouter) -> None:
+    def __init__(
+        self, max_streams: int, make_shard: Callable[[int], ShardSupervisor], router: CandleRouter
+    ) -> None:
         self._max_streams = max_streams
         self._make_shard = make_shard
         self._router = router
@@ -294,9 +309,14 @@ class ShardPool:
             if shard.desired & removed:
                 changed[shard_id] = shard.desired - removed
         for stream in added:
-            target = next((sid for sid in sorted(self.shards)
-                           if len(changed.get(sid, self.shards[sid].desired))
-                           < self._max_streams), None)
+            target = next(
+                (
+                    sid
+                    for sid in sorted(self.shards)
+                    if len(changed.get(sid, self.shards[sid].desired)) < self._max_streams
+                ),
+                None,
+            )
             if target is None:
                 target = self._start_shard()
             changed.setdefault(target, set(self.shards[target].desired)).add(stream)
@@ -310,8 +330,13 @@ class ShardPool:
         for stream in removed:
             self._router.forget(stream)
         if added or removed:
-            log.info("subscriptions: +%d -%d, %d streams on %d connections", len(added),
-                     len(removed), len(desired), len(self.shards))
+            log.info(
+                "subscriptions: +%d -%d, %d streams on %d connections",
+                len(added),
+                len(removed),
+                len(desired),
+                len(self.shards),
+            )
 
     def _start_shard(self) -> int:
         shard_id = self._next_id

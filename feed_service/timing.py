@@ -52,8 +52,13 @@ class RateLimiter:
     for the pongs websockets sends on its own.
     """
 
-    def __init__(self, per_second: float, *, monotonic: Callable[[], float] = time.monotonic,
-                 sleep: Sleeper = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        per_second: float,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Sleeper = asyncio.sleep,
+    ) -> None:
         self._interval = 1.0 / max(per_second - 1.0, per_second / 2)
         self._monotonic = monotonic
         self._sleep = sleep

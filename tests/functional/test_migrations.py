@@ -11,8 +11,11 @@ def test_migrate_applies_everything_then_nothing(pg_admin_url: str) -> None:
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute("drop database if exists migrate_twice with (force)")
         conn.execute("create database migrate_twice")
-    url = pg_admin_url.replace("/postgres?", "/migrate_twice?") if "?" in pg_admin_url else \
-        pg_admin_url.rsplit("/", 1)[0] + "/migrate_twice"
+    url = (
+        pg_admin_url.replace("/postgres?", "/migrate_twice?")
+        if "?" in pg_admin_url
+        else pg_admin_url.rsplit("/", 1)[0] + "/migrate_twice"
+    )
     files = discover(supabase_dir() / "migrations")
 
     first = migrate(url)
@@ -26,7 +29,19 @@ def test_migrate_applies_everything_then_nothing(pg_admin_url: str) -> None:
             "select version, name from supabase_migrations.schema_migrations order by version"
         ).fetchall()
         assert recorded == [(m.version, m.name) for m in files]
-        tables = {r[0] for r in conn.execute(
-            "select table_name from information_schema.tables where table_schema = 'public'")}
-    assert {"user_profiles", "traders", "signals", "signal_analyses", "positions",
-            "workflow_schedules", "management_decisions", "notifications"} <= tables
+        tables = {
+            r[0]
+            for r in conn.execute(
+                "select table_name from information_schema.tables where table_schema = 'public'"
+            )
+        }
+    assert {
+        "user_profiles",
+        "traders",
+        "signals",
+        "signal_analyses",
+        "positions",
+        "workflow_schedules",
+        "management_decisions",
+        "notifications",
+    } <= tables

@@ -16,9 +16,11 @@ from tests.functional.feed.fake_binance import FakeBinanceWs, FakeKlinesRest
 
 def run(coro: Coroutine[Any, Any, Any], within: float = 30.0) -> Any:
     """Run a scenario with a hard bound, so a bug hangs nothing."""
+
     async def bounded() -> Any:
         async with asyncio.timeout(within):
             return await coro
+
     return asyncio.run(bounded())
 
 
@@ -45,8 +47,10 @@ def feed_settings(ws: FakeBinanceWs, rest: FakeKlinesRest, **overrides: Any) -> 
 
 
 @contextlib.asynccontextmanager
-async def running_feed(settings: FeedSettings, **kwargs: Any,
-                       ) -> AsyncIterator[tuple[FeedApp, MemoryPublisher]]:
+async def running_feed(
+    settings: FeedSettings,
+    **kwargs: Any,
+) -> AsyncIterator[tuple[FeedApp, MemoryPublisher]]:
     sink = MemoryPublisher()
     app = FeedApp(settings, sink, metrics=FeedMetrics("test"), **kwargs)
     stop = asyncio.Event()

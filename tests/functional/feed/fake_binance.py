@@ -23,8 +23,7 @@ from websockets.http11 import Request, Response
 from tests.unit.feed.frames import dumps, wire_name
 
 
-async def wait_until(predicate: Callable[[], bool], within: float = 10.0,
-                     what: str = "condition") -> None:
+async def wait_until(predicate: Callable[[], bool], within: float = 10.0, what: str = "condition") -> None:
     async with asyncio.timeout(within):
         while not predicate():  # noqa: ASYNC110 - state lives in many objects; polling is simplest
             await asyncio.sleep(0.005)
@@ -55,8 +54,7 @@ class FakeBinanceWs:
         self._server: Server | None = None
 
     async def __aenter__(self) -> FakeBinanceWs:
-        self._server = await serve(self._handle, "127.0.0.1", 0,
-                                   process_request=self._process_request)
+        self._server = await serve(self._handle, "127.0.0.1", 0, process_request=self._process_request)
         return self
 
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
@@ -135,13 +133,13 @@ class FakeBinanceWs:
         transport.abort()
         await wait_until(lambda: conn.closed, what="dropped connection noticed")
 
-    async def wait_conn(self, index: int, streams: set[str] | None = None,
-                        within: float = 10.0) -> FakeConn:
+    async def wait_conn(self, index: int, streams: set[str] | None = None, within: float = 10.0) -> FakeConn:
         def ready() -> bool:
             if len(self.conns) <= index:
                 return False
             conn = self.conns[index]
             return streams is None or streams <= conn.streams
+
         await wait_until(ready, within, f"connection {index}")
         return self.conns[index]
 
@@ -199,8 +197,9 @@ class FakeKlinesRest:
         selected = [r for r in rows if start <= r[0] <= end][:limit]
         self._reply(handler, 200, selected)
 
-    def _reply(self, handler: BaseHTTPRequestHandler, status: int, body: Any,
-               headers: dict[str, str] | None = None) -> None:
+    def _reply(
+        self, handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None
+    ) -> None:
         with self._lock:
             self.statuses.append(status)
         payload = json.dumps(body).encode()

@@ -43,21 +43,42 @@ def _candles(count: int) -> list[CandleClosed]:
 
 
 def test_published_candles_reach_a_rule_target_per_contract(moto_endpoint: str) -> None:
-    events = boto3.client("events", endpoint_url=moto_endpoint, region_name=REGION,
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-    sqs = boto3.client("sqs", endpoint_url=moto_endpoint, region_name=REGION,
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    events = boto3.client(
+        "events",
+        endpoint_url=moto_endpoint,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=moto_endpoint,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     bus = "cmon-feed-test"
     events.create_event_bus(Name=bus)
     queue_url = sqs.create_queue(QueueName="candles")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
-    events.put_rule(Name="candle-closed", EventBusName=bus, EventPattern=json.dumps(
-        {"source": [EVENT_SOURCE], "detail-type": [DETAIL_TYPE]}))
-    events.put_targets(Rule="candle-closed", EventBusName=bus, Targets=[{
-        "Id": "queue", "Arn": queue_arn,
-        "InputTransformer": {"InputPathsMap": {}, "InputTemplate": "<aws.events.event.json>"},
-    }])
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.put_rule(
+        Name="candle-closed",
+        EventBusName=bus,
+        EventPattern=json.dumps({"source": [EVENT_SOURCE], "detail-type": [DETAIL_TYPE]}),
+    )
+    events.put_targets(
+        Rule="candle-closed",
+        EventBusName=bus,
+        Targets=[
+            {
+                "Id": "queue",
+                "Arn": queue_arn,
+                "InputTransformer": {"InputPathsMap": {}, "InputTemplate": "<aws.events.event.json>"},
+            }
+        ],
+    )
     candles = _candles(12)  # two PutEvents calls: 10 + 2
     metrics = FeedMetrics("test")
 
@@ -73,8 +94,7 @@ def test_published_candles_reach_a_rule_target_per_contract(moto_endpoint: str) 
     for _ in range(20):
         if len(received) >= len(candles):
             break
-        answer = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
-                                     WaitTimeSeconds=1)
+        answer = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
         received.extend(json.loads(m["Body"]) for m in answer.get("Messages", []))
     assert publisher.calls >= 2
     assert metrics.totals[MetricName.FEED_CANDLES_PUBLISHED] == 12
@@ -85,6 +105,19 @@ def test_published_candles_reach_a_rule_target_per_contract(moto_endpoint: str) 
     assert details == [c.to_detail() for c in candles]
     assert details[0]["open"] == "100.10"
     assert details[0]["open_time"] == "2021-10-12T00:28:00.000Z"
-    assert set(details[0]) == {"version", "exchange", "market", "symbol", "interval",
-                               "open_time", "close_time", "open", "high", "low", "close",
-                               "volume", "trades", "source"}
+    assert set(details[0]) == {
+        "version",
+        "exchange",
+        "market",
+        "symbol",
+        "interval",
+        "open_time",
+        "close_time",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "trades",
+        "source",
+    }

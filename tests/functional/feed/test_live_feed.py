@@ -51,8 +51,7 @@ def test_every_closed_candle_is_published_exactly_once_and_no_open_one() -> None
                         await ws.send(conn, line)
                     for i in range(5):
                         for symbol in ("BTCUSDT", "ETHUSDT"):
-                            await ws.send(conn, kline(i, symbol=symbol, closed=False,
-                                                      price_index=i + 7))
+                            await ws.send(conn, kline(i, symbol=symbol, closed=False, price_index=i + 7))
                             await ws.send(conn, kline(i, symbol=symbol, closed=False))
                             await ws.send(conn, kline(i, symbol=symbol, closed=True))
                             # Binance may repeat the closing frame.
@@ -61,24 +60,26 @@ def test_every_closed_candle_is_published_exactly_once_and_no_open_one() -> None
                     await sink.wait_for(11)
                     dropped = app.metrics.totals[MetricName.FEED_DUPLICATES_DROPPED]
                     published = app.metrics.totals[MetricName.FEED_CANDLES_PUBLISHED]
-                assert [s for s in summary(sink.candles) if s[0] == "BTCUSDT"] == \
-                    [("BTCUSDT", i, "stream") for i in range(6)]
-                assert [s for s in summary(sink.candles) if s[0] == "ETHUSDT"] == \
-                    [("ETHUSDT", i, "stream") for i in range(5)]
+                assert [s for s in summary(sink.candles) if s[0] == "BTCUSDT"] == [
+                    ("BTCUSDT", i, "stream") for i in range(6)
+                ]
+                assert [s for s in summary(sink.candles) if s[0] == "ETHUSDT"] == [
+                    ("ETHUSDT", i, "stream") for i in range(5)
+                ]
                 assert len(sink.candles) == 11
                 assert dropped == 10
                 assert published == 11
                 assert rest.requests == []
                 first = sink.candles[0]
-                assert (first.open, first.high, first.low, first.close) == \
-                    tuple(map(type(first.open), ("100.10", "101.00", "99.50", "100.50")))
+                assert (first.open, first.high, first.low, first.close) == tuple(
+                    map(type(first.open), ("100.10", "101.00", "99.50", "100.50"))
+                )
 
     run(scenario())
 
 
 @pytest.mark.parametrize("throttled", [False, True], ids=["plain", "after-429s"])
-def test_dropped_connection_gap_is_backfilled_in_order_before_the_next_live_candle(
-        throttled: bool) -> None:
+def test_dropped_connection_gap_is_backfilled_in_order_before_the_next_live_candle(throttled: bool) -> None:
     async def scenario() -> None:
         async with FakeBinanceWs() as ws:
             with FakeKlinesRest() as rest:
@@ -102,17 +103,23 @@ def test_dropped_connection_gap_is_backfilled_in_order_before_the_next_live_cand
                     reconnects = app.metrics.totals[MetricName.FEED_RECONNECTS]
                     backfilled = app.metrics.totals[MetricName.FEED_CANDLES_BACKFILLED]
                 assert summary(sink.candles) == [
-                    ("BTCUSDT", 0, "stream"), ("BTCUSDT", 1, "stream"),
-                    ("BTCUSDT", 2, "backfill"), ("BTCUSDT", 3, "backfill"),
-                    ("BTCUSDT", 4, "stream"), ("BTCUSDT", 5, "stream")]
+                    ("BTCUSDT", 0, "stream"),
+                    ("BTCUSDT", 1, "stream"),
+                    ("BTCUSDT", 2, "backfill"),
+                    ("BTCUSDT", 3, "backfill"),
+                    ("BTCUSDT", 4, "stream"),
+                    ("BTCUSDT", 5, "stream"),
+                ]
                 assert sink.candles[2].close == type(sink.candles[2].close)("102.50")
                 assert reconnects == 1
                 assert backfilled == 2
                 assert rest.statuses == ([429, 429, 200] if throttled else [200])
                 request = rest.requests[-1]
                 assert request["path"] == "/api/v3/klines"
-                assert (int(request["startTime"]), int(request["endTime"])) == \
-                    (BASE_MS + 2 * 60_000, BASE_MS + 4 * 60_000 - 1)
+                assert (int(request["startTime"]), int(request["endTime"])) == (
+                    BASE_MS + 2 * 60_000,
+                    BASE_MS + 4 * 60_000 - 1,
+                )
                 assert request["limit"] == "1000"
 
     run(scenario())
@@ -248,21 +255,29 @@ def test_streams_are_sharded_and_subscriptions_follow_the_provider() -> None:
         nonlocal wanted
         async with FakeBinanceWs() as ws:
             with FakeKlinesRest() as rest:
-                settings = feed_settings(ws, rest, feed_max_streams_per_connection=2,
-                                         feed_subscription_refresh_s=0.05)
+                settings = feed_settings(
+                    ws, rest, feed_max_streams_per_connection=2, feed_subscription_refresh_s=0.05
+                )
                 async with running_feed(settings, provider=provider) as (app, sink):
-                    await wait_until(lambda: _subscribed(ws) == {
-                        BTC, ETH, wire_name("BNBUSDT", "1m")}, what="first subscriptions")
-                    wanted = {StreamId("ETHUSDT", "1m"), StreamId("SOLUSDT", "1m"),
-                              StreamId("XRPUSDT", "1m"), StreamId("ADAUSDT", "5m")}
-                    expected = {BTC, ETH} | {wire_name(s, i) for s, i in (
-                        ("SOLUSDT", "1m"), ("XRPUSDT", "1m"), ("ADAUSDT", "5m"))}
-                    await wait_until(lambda: _subscribed(ws) == expected,
-                                     what="subscriptions follow the provider")
+                    await wait_until(
+                        lambda: _subscribed(ws) == {BTC, ETH, wire_name("BNBUSDT", "1m")},
+                        what="first subscriptions",
+                    )
+                    wanted = {
+                        StreamId("ETHUSDT", "1m"),
+                        StreamId("SOLUSDT", "1m"),
+                        StreamId("XRPUSDT", "1m"),
+                        StreamId("ADAUSDT", "5m"),
+                    }
+                    expected = {BTC, ETH} | {
+                        wire_name(s, i) for s, i in (("SOLUSDT", "1m"), ("XRPUSDT", "1m"), ("ADAUSDT", "5m"))
+                    }
+                    await wait_until(
+                        lambda: _subscribed(ws) == expected, what="subscriptions follow the provider"
+                    )
                     for conn in ws.open_conns():
                         assert len(conn.streams) <= 2
-                    ada = next(c for c in ws.open_conns()
-                               if wire_name("ADAUSDT", "5m") in c.streams)
+                    ada = next(c for c in ws.open_conns() if wire_name("ADAUSDT", "5m") in c.streams)
                     await ws.send(ada, kline(0, symbol="ADAUSDT", interval="5m"))
                     await sink.wait_for(1)
                     health = app.report()[1]
@@ -286,8 +301,7 @@ def test_malformed_frames_are_logged_and_skipped(caplog: pytest.LogCaptureFixtur
     del bad_kline["k"]["o"]
     incoherent = kline(2)
     incoherent["k"]["h"] = "1.00"  # high below low
-    frames = ["not json", "[1, 2, 3]", dumps({"stream": BTC, "data": 7}), dumps(bad_kline),
-              dumps(incoherent)]
+    frames = ["not json", "[1, 2, 3]", dumps({"stream": BTC, "data": 7}), dumps(bad_kline), dumps(incoherent)]
 
     async def scenario() -> int:
         async with FakeBinanceWs() as ws:
@@ -320,9 +334,14 @@ def test_health_endpoint_reports_staleness() -> None:
     async def scenario() -> None:
         async with FakeBinanceWs() as ws:
             with FakeKlinesRest() as rest:
-                settings = feed_settings(ws, rest, feed_health_port=0,
-                                         feed_health_host="127.0.0.1",
-                                         feed_stale_after_intervals=2, feed_stale_grace_s=30)
+                settings = feed_settings(
+                    ws,
+                    rest,
+                    feed_health_port=0,
+                    feed_health_host="127.0.0.1",
+                    feed_stale_after_intervals=2,
+                    feed_stale_grace_s=30,
+                )
                 async with running_feed(settings, clock=clock) as (app, sink):
                     assert app.health is not None
                     url = f"http://127.0.0.1:{app.health.port}/health"

@@ -15,9 +15,27 @@ ROOT = Path(__file__).resolve().parents[3]
 def test_sigterm_flushes_and_exits_zero() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FEED_", "BINANCE_"))}
     process = subprocess.Popen(
-        [sys.executable, "-m", "feed_service", "--market", "simulate", "--streams",
-         "BTCUSDT@1s", "--speed", "20", "--health-port", "-1", "--seed", "3"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "feed_service",
+            "--market",
+            "simulate",
+            "--streams",
+            "BTCUSDT@1s",
+            "--speed",
+            "20",
+            "--health-port",
+            "-1",
+            "--seed",
+            "3",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         first = json.loads(process.stdout.readline())  # the feed is up and publishing

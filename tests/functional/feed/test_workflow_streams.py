@@ -30,12 +30,16 @@ def schedules_url(pg_admin_url: str) -> Iterator[str]:
 
 def test_active_workflow_pairs_become_streams(schedules_url: str) -> None:
     with psycopg.connect(schedules_url, autocommit=True) as conn:
-        conn.execute("create table public.workflow_schedules (id serial primary key, "
-                     "symbol text not null, interval text not null, is_active boolean)")
-        conn.execute("insert into public.workflow_schedules (symbol, interval, is_active) values"
-                     " ('BTCUSDT', '1m', true), ('BTCUSDT', '1m', true),"
-                     " ('ETHUSDT', '5m', true), ('SOLUSDT', '1h', false),"
-                     " ('bad symbol', '1m', true), ('BNBUSDT', '7m', true)")
+        conn.execute(
+            "create table public.workflow_schedules (id serial primary key, "
+            "symbol text not null, interval text not null, is_active boolean)"
+        )
+        conn.execute(
+            "insert into public.workflow_schedules (symbol, interval, is_active) values"
+            " ('BTCUSDT', '1m', true), ('BTCUSDT', '1m', true),"
+            " ('ETHUSDT', '5m', true), ('SOLUSDT', '1h', false),"
+            " ('bad symbol', '1m', true), ('BNBUSDT', '7m', true)"
+        )
 
     streams = asyncio.run(WorkflowStreams(schedules_url)())
 
