@@ -442,7 +442,8 @@ def test_rollout_show_and_dry_run_report_the_counts_without_writing(
     populate(db, n=1200)
     auto = db.fetch_one(
         "update public.traders set auto_analyze_signals = true"
-        " where user_id in (select id from public.user_profiles where subscription_tier = 'elite') returning 1"
+        " where user_id in (select id from public.user_profiles where subscription_tier = 'elite')"
+        " returning 1"
     )
     assert auto is not None
     shown = cli_json(capsys, "rollout", "show", "--database-url", db_url)
