@@ -159,7 +159,13 @@ def _rollout_set(args: argparse.Namespace) -> int:
         allow=args.allow,
         deny=args.deny,
         enabled=args.enabled,
-        extra=dict(getattr(args, "gate_extra", None) or {}),
+        # An option added to `set` with dest="gate_<column>" sets that column of the gate row
+        # (e.g. another branch's --daily-token-cap): rollout_update is generic over columns.
+        extra={
+            k.removeprefix("gate_"): v
+            for k, v in vars(args).items()
+            if k.startswith("gate_") and v is not None
+        },
         reason=args.reason,
         dry_run=args.dry_run,
     )
@@ -171,7 +177,8 @@ def _rollout_set(args: argparse.Namespace) -> int:
 
 
 def add_rollout(sub: Any, add_db_args: AddDbArgs) -> Any:
-    """`cmon rollout show|set`; returns the `set` parser so other options can be added."""
+    """`cmon rollout show|set`; returns the `set` parser so that options can be added to it:
+    one with `dest="gate_<column>"` sets that column of `rollout_settings`."""
     rollout = sub.add_parser("rollout", help="who gets monitoring: show or set the rollout gate")
     rsub = rollout.add_subparsers(dest="rollout_command", required=True)
     rshow = rsub.add_parser("show", help="print the gate and how many users and traders it admits right now")
