@@ -50,8 +50,8 @@ def cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
 
 def monitoring(s: Stack, signal: uuid.UUID) -> list[Any]:
     rows = s.db.fetch_all(
-        "select candle_time from public.signal_analyses where signal_id = %(s)s and analysis_type = 'monitoring'"
-        " order by candle_time",
+        "select candle_time from public.signal_analyses"
+        " where signal_id = %(s)s and analysis_type = 'monitoring' order by candle_time",
         {"s": signal},
     )
     return [r["candle_time"] for r in rows]
