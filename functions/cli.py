@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from functions import cli_operator
+
 
 def _database_url(args: argparse.Namespace) -> str:
     url: str | None = getattr(args, "database_url", None) or os.environ.get("DATABASE_URL")
@@ -146,50 +148,6 @@ def _metrics(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rollout(args: argparse.Namespace) -> int:
-    from functions.adapters import operations
-
-    url = _database_url(args)
-    if args.rollout_command == "set":
-        state = operations.rollout_set(
-            url,
-            percent=args.percent,
-            tiers=args.tiers,
-            allow=args.allow,
-            deny=args.deny,
-            enabled=args.enabled,
-            actor=os.environ.get("USER"),
-        )
-    else:
-        state = operations.rollout_show(url)
-    _print(args, state, operations.format_rollout)
-    return 0
-
-
-def _rollback(args: argparse.Namespace) -> int:
-    from functions.adapters import operations
-
-    if not args.yes:
-        if not sys.stdin.isatty():
-            print("cmon rollback: refusing without --yes (no terminal to confirm on)", file=sys.stderr)
-            return 2
-        answer = input("Stop every active workflow and disable auto-analysis for elite users? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            print("aborted")
-            return 1
-    result = operations.rollback(_database_url(args), tiers=args.tiers)
-    _print(
-        args,
-        result,
-        lambda r: (
-            f"rolled back: {r['workflows_stopped']} workflow(s) stopped, "
-            f"{r['traders_disabled']} trader(s) with auto-analysis off, "
-            f"rollout gate disabled"
-        ),
-    )
-    return 0
-
-
 def _cost(args: argparse.Namespace) -> int:
     from functions.core.cost import Projection, project
 
@@ -283,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.set_defaults(func=_db_migrate)
 
-    wf = sub.add_parser("workflows", help="list, show and stop workflows").add_subparsers(
+    wf = sub.add_parser("workflows", help="list, show, stop and resume workflows").add_subparsers(
         dest="wf_command", required=True
     )
     lst = wf.add_parser("list", help="list workflows, newest first")
@@ -302,37 +260,15 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("workflow_id")
     stop.add_argument("--reason", default="stopped_by_admin")
     stop.set_defaults(func=_workflows_stop)
+    cli_operator.add_workflows_resume(wf, add_db_args)
 
     metrics = sub.add_parser("metrics", help="the brief's monitoring metrics, from the database")
     add_db_args(metrics)
     metrics.add_argument("--hours", type=float, default=24.0, help="window (default 24)")
     metrics.set_defaults(func=_metrics)
 
-    rollout = sub.add_parser("rollout", help="who gets monitoring: show or set the rollout gate")
-    rsub = rollout.add_subparsers(dest="rollout_command", required=True)
-    rshow = rsub.add_parser("show", help="print the gate")
-    add_db_args(rshow)
-    rshow.set_defaults(func=_rollout)
-    rset = rsub.add_parser("set", help="change the gate (unset options are left as they are)")
-    add_db_args(rset)
-    rset.add_argument("--percent", type=int, choices=range(0, 101), metavar="0-100")
-    rset.add_argument(
-        "--tiers", nargs="*", choices=["free", "pro", "elite"], help="only these tiers (no value: every tier)"
-    )
-    rset.add_argument("--allow", nargs="*", metavar="USER_ID", help="users always in (canary)")
-    rset.add_argument("--deny", nargs="*", metavar="USER_ID", help="users always out")
-    toggle = rset.add_mutually_exclusive_group()
-    toggle.add_argument("--enable", dest="enabled", action="store_const", const=True)
-    toggle.add_argument("--disable", dest="enabled", action="store_const", const=False)
-    rset.set_defaults(func=_rollout)
-
-    rollback = sub.add_parser("rollback", help="emergency stop: the brief's rollback plan")
-    add_db_args(rollback)
-    rollback.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    rollback.add_argument(
-        "--tiers", nargs="+", default=["elite"], help="tiers whose traders lose auto-analysis (default elite)"
-    )
-    rollback.set_defaults(func=_rollback)
+    cli_operator.add_rollout(sub, add_db_args)
+    cli_operator.add_rollback(sub, add_db_args)
 
     cost = sub.add_parser("cost", help="token usage projection (and actual usage with --actual)")
     add_db_args(cost)

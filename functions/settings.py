@@ -12,6 +12,8 @@ from functools import lru_cache
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from functions.core.operator import InitialAnalysisBy
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
@@ -37,6 +39,8 @@ class Settings(BaseSettings):
     paper_execution: bool = False
     # Guardrail: may the LLM move a stop-loss further from the price? Off = only tighten.
     allow_sl_loosening: bool = False
+    # Who analyses a new signal first: the platform's own trigger (deployed stages) or cmon.
+    initial_analysis_by: InitialAnalysisBy = InitialAnalysisBy.CMON
 
 
 @lru_cache(maxsize=1)

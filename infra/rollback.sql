@@ -1,33 +1,25 @@
--- Emergency rollback of continuous monitoring (the brief's rollback plan, step 1 and 2).
+-- Emergency rollback of continuous monitoring (the brief's rollback plan, steps 1 and 2).
 --
--- Run against the production database with the service role (bypasses RLS):
---   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f infra/rollback.sql | tee rollback-$(date -u +%Y%m%dT%H%M%SZ).log
--- `cmon rollback --yes` runs the same statements (and prints counts). Keep this script's
--- log: the `returning` lists below are the traders and workflows to restore when
--- re-enabling gradually (runbook, "Re-enable").
+-- Plain SQL for the Supabase SQL editor or psql, with the service role (bypasses RLS):
+--   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f infra/rollback.sql
+-- It calls the very function `cmon rollback --yes` calls, public.rollback_monitoring, which
+-- in ONE transaction:
+--   0. closes the rollout gate (rollout_settings.enabled = false): nothing new is registered;
+--   1. turns off auto_analyze_signals for every Elite trader that had it on;
+--   2. stops every active workflow (stopped_reason = 'rollback');
+-- and records exactly which traders and workflows it changed and the gate row before it,
+-- in public.rollbacks. The answer carries the rollback_id. Nothing is deleted.
 --
--- Idempotent: a second run changes nothing. Nothing is deleted.
+-- Undo it exactly (same traders back on, same workflows active again where their signal or
+-- position is still open, the gate as it was):
+--   cmon rollback undo <rollback_id> --yes
+--   -- or: select public.undo_rollback(p_rollback_id => '<rollback_id>', p_actor => 'sql:oncall');
+-- Past rollbacks: cmon rollback list  (or: select public.list_rollbacks();)
+--
+-- Running it twice is safe: the second run finds nothing active and records an empty rollback.
 
-begin;
-
--- 0. Kill switch of the rollout: no new workflow is registered for anyone.
-update public.rollout_settings
-   set enabled = false, updated_at = now(), updated_by = 'rollback'
- where enabled;
-
--- 1. Immediately disable new workflow creation for Elite users.
-update public.traders
-   set auto_analyze_signals = false
- where auto_analyze_signals
-   and user_id in (select id from public.user_profiles where subscription_tier = 'elite')
-returning id as trader_id_disabled;
-
--- 2. Stop every active monitoring and position-management workflow.
-update public.workflow_schedules
-   set is_active = false, stopped_reason = 'rollback', stopped_at = now(), updated_at = now()
- where is_active
-returning id as workflow_id_stopped, workflow_type;
-
-commit;
-
--- 3. Investigate and fix the issue (runbook). 4. Re-enable gradually once fixed.
+select public.rollback_monitoring(
+    p_actor  => 'sql:' || current_user,
+    p_reason => 'infra/rollback.sql',
+    p_tiers  => array['elite']
+) as rollback;

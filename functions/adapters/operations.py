@@ -1,14 +1,13 @@
-"""Operator queries behind `cmon metrics`, `cmon rollout`, `cmon rollback`, `cmon cost`.
+"""Operator queries behind `cmon metrics` and `cmon cost`.
 
 The brief's dashboard numbers computed straight from the tables (the same numbers the
-CloudWatch dashboard shows from EMF), the rollout gate, and the brief's emergency
-rollback — each a single transaction.
+CloudWatch dashboard shows from EMF). The rollout gate and the rollback are recording
+SQL functions behind `functions.adapters.operator_db`.
 """
 
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID
 
 from functions.adapters.postgres import Database
 
@@ -82,89 +81,3 @@ def format_metrics(m: dict[str, Any]) -> str:
 def token_usage(url: str, *, hours: float) -> dict[str, Any]:
     report = metrics_report(url, hours=hours)
     return {"window_hours": hours, "total_tokens": report["tokens"], "analyses": report["analyses"]}
-
-
-def _rollout_row(db: Database) -> dict[str, Any]:
-    row = db.fetch_one(
-        "select enabled, percent, tiers, allow_user_ids, deny_user_ids, updated_at, updated_by"
-        " from public.rollout_settings where id"
-    )
-    assert row is not None
-    return {
-        k: ([str(u) for u in v] if isinstance(v, list) and v and isinstance(v[0], UUID) else v)
-        for k, v in row.items()
-    }
-
-
-def rollout_show(url: str) -> dict[str, Any]:
-    db = Database(url)
-    try:
-        return _rollout_row(db)
-    finally:
-        db.close()
-
-
-def rollout_set(
-    url: str,
-    *,
-    percent: int | None,
-    tiers: list[str] | None,
-    allow: list[str] | None,
-    deny: list[str] | None,
-    enabled: bool | None,
-    actor: str | None,
-) -> dict[str, Any]:
-    """Change only what was given; `tiers=[]` means every tier (null)."""
-    db = Database(url)
-    try:
-        db.fetch_one(
-            "update public.rollout_settings set"
-            " percent = coalesce(%(percent)s, percent),"
-            " tiers = case when %(set_tiers)s then %(tiers)s::text[] else tiers end,"
-            " allow_user_ids = coalesce(%(allow)s::uuid[], allow_user_ids),"
-            " deny_user_ids = coalesce(%(deny)s::uuid[], deny_user_ids),"
-            " enabled = coalesce(%(enabled)s, enabled),"
-            " updated_at = now(), updated_by = %(actor)s"
-            " where id returning id",
-            {
-                "percent": percent,
-                "set_tiers": tiers is not None,
-                "tiers": tiers or None,
-                "allow": [str(UUID(u)) for u in allow] if allow is not None else None,
-                "deny": [str(UUID(u)) for u in deny] if deny is not None else None,
-                "enabled": enabled,
-                "actor": actor or "cmon",
-            },
-        )
-        return _rollout_row(db)
-    finally:
-        db.close()
-
-
-def format_rollout(r: dict[str, Any]) -> str:
-    width = max(len(k) for k in r)
-    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in r.items())
-
-
-def rollback(url: str, *, tiers: list[str]) -> dict[str, Any]:
-    """The brief's rollback plan in one transaction: no new workflows, none active."""
-    db = Database(url)
-    try:
-        with db.transaction() as conn:
-            traders = conn.execute(
-                "update public.traders set auto_analyze_signals = false"
-                " where auto_analyze_signals and user_id in"
-                " (select id from public.user_profiles where subscription_tier = any(%(tiers)s))",
-                {"tiers": tiers},
-            ).rowcount
-            workflows = conn.execute(
-                "update public.workflow_schedules set is_active = false, stopped_reason = 'rollback',"
-                " stopped_at = now(), updated_at = now() where is_active"
-            ).rowcount
-            conn.execute(
-                "update public.rollout_settings set enabled = false, updated_at = now(),"
-                " updated_by = 'cmon rollback' where id"
-            )
-        return {"traders_disabled": traders, "workflows_stopped": workflows, "rollout_enabled": False}
-    finally:
-        db.close()

@@ -19,9 +19,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from mangum import Mangum
+from pydantic import BaseModel
 
 from functions.core.errors import CmonError, InvalidInput, NotFound, TransientError
+from functions.core.operator import ResumeResult
 from functions.handlers import wiring
+from functions.services.operator import Operator
 from functions.services.register import handle_webhook
 
 Deps = Annotated[wiring.Container, Depends(wiring.container)]
@@ -80,6 +83,7 @@ async def supabase_webhook(request: Request, deps: Deps) -> dict[str, Any]:
         queue=deps.queue,
         metrics=deps.metrics,
         max_reanalyses=deps.settings.max_reanalyses,
+        initial_analysis_by=deps.settings.initial_analysis_by,
     )
 
 
@@ -109,6 +113,42 @@ def stop_workflow(workflow_id: UUID, deps: Deps, reason: str = "stopped_by_admin
     if result.reason == "workflow_not_found":
         raise NotFound(f"workflow {workflow_id} not found")
     return {"action": result.action, "workflow_id": str(workflow_id)}
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str
+    reason: str | None = None
+
+
+class AuthError(BaseModel):
+    detail: str
+
+
+@workflows.post(
+    "/{workflow_id}/resume",
+    response_model=ResumeResult,
+    responses={
+        401: {"model": AuthError, "description": "missing or wrong admin API key"},
+        404: {"model": ErrorBody, "description": "no such workflow"},
+        409: {"model": ErrorBody, "description": "its signal is finished or its position closed"},
+    },
+)
+def resume_workflow(workflow_id: UUID, deps: Deps) -> ResumeResult | JSONResponse:
+    """Active again, errors reset, analysed at the next candle (`resume_workflow` in SQL)."""
+    if deps.operator_store is None:
+        raise TransientError("no operator store configured")
+    result = Operator(deps.operator_store, actor="api:admin").resume_workflow(workflow_id)
+    if result.action == "refused":
+        return JSONResponse(
+            status_code=409,
+            content={
+                "error": "conflict",
+                "detail": f"workflow {workflow_id} cannot be resumed",
+                "reason": result.reason,
+            },
+        )
+    return result
 
 
 def create_app() -> FastAPI:

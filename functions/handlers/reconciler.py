@@ -22,6 +22,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             metrics=deps.metrics,
             max_reanalyses=deps.settings.max_reanalyses,
             queue=deps.queue,
+            initial_analysis_by=deps.settings.initial_analysis_by,
         )
     finally:
         deps.metrics.flush()

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from functions.core.guardrails import GuardrailConfig
 from functions.services.jobs import WorkerConfig
-from functions.services.ports import JobQueue, LlmProxy, Metrics, Repository
+from functions.services.ports import JobQueue, LlmProxy, Metrics, OperatorStore, Repository
 from functions.settings import Settings, get_settings
 
 
@@ -28,6 +28,8 @@ class Container:
     queue: JobQueue | None = None
     llm: LlmProxy | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    # The operator's recording SQL functions (admin API: resume).
+    operator_store: OperatorStore | None = None
 
     @property
     def worker_config(self) -> WorkerConfig:
@@ -51,12 +53,14 @@ def build(settings: Settings) -> Container:
 
     from functions.adapters.aws import PowertoolsMetrics, SqsJobQueue
     from functions.adapters.llm_proxy import HttpLlmProxy
+    from functions.adapters.operator_db import PostgresOperatorStore
     from functions.adapters.postgres import Database
     from functions.adapters.repository import PostgresRepository
 
     if settings.database_url is None:
         raise RuntimeError("DATABASE_URL is not set")
-    repo = PostgresRepository(Database(settings.database_url.get_secret_value()))
+    db = Database(settings.database_url.get_secret_value())
+    repo = PostgresRepository(db)
     queue = None
     if settings.setup_queue_url and settings.position_queue_url:
         queue = SqsJobQueue(
@@ -70,6 +74,7 @@ def build(settings: Settings) -> Container:
         metrics=PowertoolsMetrics(settings.stage),
         queue=queue,
         llm=HttpLlmProxy.from_settings(settings),
+        operator_store=PostgresOperatorStore(db),
     )
 
 

@@ -253,6 +253,7 @@ def local_services(
         from functions.adapters.aws import InMemoryMetrics, SqsJobQueue
         from functions.adapters.llm_proxy import HttpLlmProxy
         from functions.adapters.migrations import migrate
+        from functions.adapters.operator_db import PostgresOperatorStore
         from functions.adapters.postgres import Database
         from functions.adapters.repository import PostgresRepository
         from functions.handlers import api, fanout, position_management, reconciler, setup_analysis, wiring
@@ -298,6 +299,7 @@ def local_services(
                 sqs, setup_queue_url=aws.setup_queue_url, position_queue_url=aws.position_queue_url
             ),
             llm=llm,
+            operator_store=PostgresOperatorStore(db),
         )
         wiring.use(container)
         stack.callback(wiring.use, None)

@@ -11,6 +11,7 @@ import logging
 
 from functions.core.contracts import AnalysisJob, JobKind
 from functions.core.models import ReconcileOutcome
+from functions.core.operator import InitialAnalysisBy
 from functions.core.telemetry import SERVICE, LogEvent, MetricName
 from functions.services.ports import JobQueue, Metrics, Repository
 
@@ -18,10 +19,17 @@ log = logging.getLogger(f"{SERVICE}.reconciler")
 
 
 def reconcile(
-    *, repo: Repository, metrics: Metrics, max_reanalyses: int, queue: JobQueue | None = None
+    *,
+    repo: Repository,
+    metrics: Metrics,
+    max_reanalyses: int,
+    queue: JobQueue | None = None,
+    initial_analysis_by: InitialAnalysisBy = InitialAnalysisBy.CMON,
 ) -> ReconcileOutcome:
+    """Fix what lost webhooks missed. The initial-analysis re-queue is cmon's own initial
+    path: with `initial_analysis_by=platform` the platform's trigger owns it and it never runs."""
     outcome = repo.reconcile(max_reanalyses)
-    if queue is not None:
+    if queue is not None and initial_analysis_by is InitialAnalysisBy.CMON:
         # Signals whose INSERT webhook was lost never had their initial analysis queued.
         missing = repo.signals_missing_initial_analysis()
         if missing:

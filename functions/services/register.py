@@ -12,6 +12,7 @@ from typing import Any
 from functions.core.contracts import AnalysisJob, JobKind
 from functions.core.errors import PublishError
 from functions.core.models import Registration
+from functions.core.operator import InitialAnalysisBy
 from functions.core.telemetry import SERVICE, LogEvent, MetricName
 from functions.core.webhooks import CommandKind, parse_payload, route
 from functions.services.ports import JobQueue, Metrics, Repository
@@ -20,9 +21,18 @@ log = logging.getLogger(f"{SERVICE}.register")
 
 
 def handle_webhook(
-    body: Any, *, repo: Repository, queue: JobQueue | None, metrics: Metrics, max_reanalyses: int
+    body: Any,
+    *,
+    repo: Repository,
+    queue: JobQueue | None,
+    metrics: Metrics,
+    max_reanalyses: int,
+    initial_analysis_by: InitialAnalysisBy = InitialAnalysisBy.CMON,
 ) -> dict[str, Any]:
-    """Apply one Supabase webhook; raises InvalidInput (→ 422) before writing anything."""
+    """Apply one Supabase webhook; raises InvalidInput (→ 422) before writing anything.
+
+    With `initial_analysis_by=platform` a signal INSERT starts nothing here: the platform's
+    own trigger analyses it, and a second analysis would be a second paid LLM call."""
     payload = parse_payload(body)
     command = route(payload)
     metrics.count(MetricName.WEBHOOKS_RECEIVED)
@@ -39,6 +49,8 @@ def handle_webhook(
         result = repo.stop_position_management(command.entity_id, command.reason)
     elif command.kind is CommandKind.QUEUE_INITIAL_ANALYSIS:
         assert command.entity_id is not None
+        if initial_analysis_by is InitialAnalysisBy.PLATFORM:
+            return {"action": "ignored", "reason": "initial_analysis_by_platform", "table": payload.table}
         wanted, reason = repo.initial_analysis_wanted(command.entity_id)
         if not wanted:
             return {"action": "ignored", "reason": reason, "table": payload.table}

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from functions.adapters.aws import InMemoryMetrics, SqsJobQueue
 from functions.adapters.llm_proxy import HttpLlmProxy
+from functions.adapters.operator_db import PostgresOperatorStore
 from functions.adapters.postgres import Database
 from functions.adapters.repository import PostgresRepository
 from functions.core import intervals
@@ -145,6 +146,7 @@ def running_stack(db_url: str, **overrides: Any) -> Iterator[Stack]:
                 sqs, setup_queue_url=aws.setup_queue_url, position_queue_url=aws.position_queue_url
             ),
             llm=client,
+            operator_store=PostgresOperatorStore(db),
         )
         wiring.use(container)
         try:
