@@ -8,6 +8,7 @@ environment first. Secrets are `SecretStr`: they never show in a repr or a log l
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,11 @@ class Settings(BaseSettings):
     paper_execution: bool = False
     # Guardrail: may the LLM move a stop-loss further from the price? Off = only tighten.
     allow_sl_loosening: bool = False
+    # llm-proxy as a Supabase Edge Function (LLM_PROXY_TRANSPORT=edge): project URL and key.
+    supabase_url: str | None = None
+    supabase_key: SecretStr = SecretStr("")
+    llm_proxy_transport: Literal["http", "edge"] = "http"
+    llm_proxy_function: str = Field(default="llm-proxy", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 @lru_cache(maxsize=1)
