@@ -8,6 +8,7 @@ given a key, checks what each front door checks: `Authorization` for the HTTP se
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import subprocess
@@ -24,6 +25,7 @@ import pytest
 from functions.adapters.edge_llm import EdgeLlmProxy
 from functions.adapters.llm_calls import LlmProxyBase
 from functions.adapters.llm_proxy import HttpLlmProxy
+from functions.cli import main as cli_main
 from functions.core.errors import (
     LlmProxyInvalidAnswer,
     LlmProxyRejected,
@@ -40,6 +42,7 @@ from functions.core.models import (
     TraceMetadata,
 )
 from functions.handlers import wiring
+from functions.local import serve
 from functions.local.stub_llm import ANALYZE_PATH, MANAGE_PATH, StubLlmProxy
 from functions.settings import Settings
 
@@ -419,3 +422,38 @@ def test_the_supabase_client_is_imported_only_for_the_edge_transport() -> None:
     assert proc.returncode == 0, proc.stderr
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert seen == {"after_import": False, "after_http": False, "after_edge": True}
+
+
+# -- `cmon local` / `cmon demo`: the flag or the env var ----------------------------------------
+
+
+def _args(flag: str | None) -> argparse.Namespace:
+    return argparse.Namespace(llm_transport=flag)
+
+
+def test_local_transport_comes_from_the_flag_then_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LLM_PROXY_TRANSPORT", "SUPABASE_URL", "SUPABASE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert serve.llm_transport_options(_args(None)) == {"llm_transport": "http"}
+    monkeypatch.setenv("LLM_PROXY_TRANSPORT", "edge")
+    assert serve.llm_transport_options(_args(None)) == {"llm_transport": "edge"}  # the stub's layout
+    assert serve.llm_transport_options(_args("http")) == {"llm_transport": "http"}
+    monkeypatch.setenv("SUPABASE_URL", "https://project.supabase.test")
+    with pytest.raises(ValueError, match="SUPABASE_KEY"):
+        serve.llm_transport_options(_args(None))
+    monkeypatch.setenv("SUPABASE_KEY", KEY)
+    assert serve.llm_transport_options(_args(None)) == {
+        "llm_transport": "edge", "supabase_url": "https://project.supabase.test", "supabase_key": KEY,
+    }  # fmt: skip
+
+
+def test_cmon_local_refuses_an_unknown_transport_before_starting_anything(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LLM_PROXY_TRANSPORT", "carrier-pigeon")
+
+    assert cli_main(["local", "--market", "simulate"]) == 2
+    assert "LLM_PROXY_TRANSPORT" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["local", "--llm-transport", "carrier-pigeon"])
+    assert exited.value.code == 2
