@@ -8,6 +8,7 @@ environment first. Secrets are `SecretStr`: they never show in a repr or a log l
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +42,11 @@ class Settings(BaseSettings):
     allow_sl_loosening: bool = False
     # Who analyses a new signal first: the platform's own trigger (deployed stages) or cmon.
     initial_analysis_by: InitialAnalysisBy = InitialAnalysisBy.CMON
+    # llm-proxy as a Supabase Edge Function (LLM_PROXY_TRANSPORT=edge): project URL and key.
+    supabase_url: str | None = None
+    supabase_key: SecretStr = SecretStr("")
+    llm_proxy_transport: Literal["http", "edge"] = "http"
+    llm_proxy_function: str = Field(default="llm-proxy", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 @lru_cache(maxsize=1)

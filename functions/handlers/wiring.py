@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from functions.core.guardrails import GuardrailConfig
 from functions.services.jobs import WorkerConfig
 from functions.services.ports import JobQueue, LlmProxy, Metrics, OperatorStore, Repository
 from functions.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from functions.adapters.llm_calls import LlmProxyBase
 
 
 class FlushableMetrics(Metrics, Protocol):
@@ -48,11 +51,10 @@ _container: Container | None = None
 
 
 def build(settings: Settings) -> Container:
-    """The production wiring: Postgres, SQS, llm-proxy over HTTP, EMF metrics."""
+    """The production wiring: Postgres, SQS, llm-proxy (HTTP or Edge Function), EMF metrics."""
     import boto3
 
     from functions.adapters.aws import PowertoolsMetrics, SqsJobQueue
-    from functions.adapters.llm_proxy import HttpLlmProxy
     from functions.adapters.operator_db import PostgresOperatorStore
     from functions.adapters.postgres import Database
     from functions.adapters.repository import PostgresRepository
@@ -73,9 +75,22 @@ def build(settings: Settings) -> Container:
         repo=repo,
         metrics=PowertoolsMetrics(settings.stage),
         queue=queue,
-        llm=HttpLlmProxy.from_settings(settings),
+        llm=build_llm(settings),
         operator_store=PostgresOperatorStore(db),
     )
+
+
+def build_llm(settings: Settings) -> LlmProxyBase:
+    """The llm-proxy adapter `LLM_PROXY_TRANSPORT` names. The Edge Function's client
+    (`supabase_functions`, yarl) is imported only when it is chosen: the HTTP transport's
+    cold start does not pay for it."""
+    if settings.llm_proxy_transport == "edge":
+        from functions.adapters.edge_llm import EdgeLlmProxy
+
+        return EdgeLlmProxy.from_settings(settings)
+    from functions.adapters.llm_proxy import HttpLlmProxy
+
+    return HttpLlmProxy.from_settings(settings)
 
 
 def container() -> Container:

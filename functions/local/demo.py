@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 import uuid
@@ -91,6 +92,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--llm-latency-ms", type=int, default=25, help="the stub llm-proxy's answer time (default 25)"
+    )
+    parser.add_argument(
+        "--llm-transport",
+        choices=("http", "edge"),
+        default=None,
+        help="the stub llm-proxy over plain HTTP or as a Supabase Edge Function through the "
+        "supabase functions client (default: $LLM_PROXY_TRANSPORT, else http)",
     )
     parser.add_argument("--plain", action="store_true", help="plain lines instead of the live panel")
     parser.add_argument("--verbose", action="store_true", help="also print the handlers' JSON logs (stderr)")
@@ -641,8 +649,12 @@ def run(args: argparse.Namespace) -> int:
             "cmon demo: --database-url must be a local database (the demo installs triggers)", file=sys.stderr
         )
         return 2
+    transport = args.llm_transport or os.environ.get("LLM_PROXY_TRANSPORT") or "http"
+    if transport not in ("http", "edge"):
+        print(f"cmon demo: LLM_PROXY_TRANSPORT must be http or edge, not {transport!r}", file=sys.stderr)
+        return 2
     try:
-        summary = _play(args, waves, speed, view)
+        summary = _play(args, waves, speed, view, transport)
     except KeyboardInterrupt:
         print(
             "cmon demo: interrupted; every server was stopped and the temporary database removed",
@@ -658,7 +670,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if summary["ok"] else 1
 
 
-def _play(args: argparse.Namespace, waves: int, speed: float, view: View) -> dict[str, Any]:
+def _play(args: argparse.Namespace, waves: int, speed: float, view: View, transport: str) -> dict[str, Any]:
     """Start the stack, play, summarise, tear everything down (also on Ctrl-C)."""
     from functions.adapters.postgres import Database
     from functions.local import relay as relays
@@ -669,6 +681,7 @@ def _play(args: argparse.Namespace, waves: int, speed: float, view: View) -> dic
         database_url=args.database_url, llm_proxy_url=None, webhook_secret=WEBHOOK_SECRET,
         admin_api_key=ADMIN_KEY, progress=view.progress, max_reanalyses=MAX_REANALYSES,
         max_consecutive_errors=MAX_CONSECUTIVE_ERRORS, llm_proxy_max_attempts=1, llm_proxy_timeout_s=5,
+        llm_transport=transport,
     ) as services, handler_logs(level):  # fmt: skip
         assert services.stub is not None
         services.stub.configure(latency_ms=args.llm_latency_ms)
@@ -686,6 +699,7 @@ def _play(args: argparse.Namespace, waves: int, speed: float, view: View) -> dic
             finally:
                 view.stop()
             summary = demo.summary()
+            summary["llm_transport"] = services.llm_transport
         finally:
             demo.relay.close()
             platform.close()

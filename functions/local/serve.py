@@ -11,7 +11,10 @@ What runs, and what it stands in for:
 - the reconciler schedule: the real handler, every `--reconcile-every` seconds;
 - the feed: `feed_service`'s own `FeedApp` (live Binance by default, or the simulator,
   or a replay) publishing through its real `EventBridgePublisher` to the moto bus;
-- llm-proxy: the loopback stub (scriptable over HTTP), or `--llm-proxy-url`.
+- llm-proxy: the loopback stub (scriptable over HTTP), or `--llm-proxy-url`; with
+  `--llm-transport edge` (or `LLM_PROXY_TRANSPORT=edge`) it is called as a Supabase Edge
+  Function through the `supabase` functions client: the stub serves that layout too, or
+  a real project when `SUPABASE_URL` and `SUPABASE_KEY` are set.
 
 `local_services()` (the stack without the API server, relay and feed loops) is shared
 with `cmon demo`, so both run the same wiring as the e2e tests.
@@ -30,7 +33,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -53,6 +56,9 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 8000
 LOCAL_WEBHOOK_SECRET = "local-webhook-secret"  # noqa: S105 - a documented local default
 LOCAL_ADMIN_KEY = "local-admin-key"
+# The key the stub checks (`Authorization` and `apikey`) when it plays the Edge Function.
+LOCAL_SUPABASE_KEY = "local-supabase-key"
+LLM_TRANSPORTS = ("http", "edge")
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
@@ -139,6 +145,7 @@ class Services:
     db: Database
     container: Container
     timers: dict[str, TimedHandler] = field(default_factory=dict)
+    llm_transport: str = "http"
 
     def runner(self, batch_size: int = 10) -> TriggerRunner:
         """A trigger runner over the real handlers, each timed."""
@@ -216,11 +223,20 @@ def local_services(
     admin_api_key: str,
     migrate_db: bool = True,
     progress: Callable[[str], None] = lambda _message: None,
+    llm_transport: str = "http",
+    supabase_url: str | None = None,
+    supabase_key: str | None = None,
     **settings: Any,
 ) -> Iterator[Services]:
     """Postgres (embedded unless a URL is given), moto, the stub llm-proxy, the AWS
     resources, and the handlers' container injected with `wiring.use`. Everything is
-    stopped and removed on exit, in reverse order, also on Ctrl-C."""
+    stopped and removed on exit, in reverse order, also on Ctrl-C.
+
+    `llm_transport="edge"` calls llm-proxy as the Edge Function at `supabase_url` (with
+    `supabase_key`), or, without a URL, the stub's Edge Function layout with its own key."""
+    if llm_transport not in LLM_TRANSPORTS:
+        raise ValueError(f"llm transport must be one of {', '.join(LLM_TRANSPORTS)}: {llm_transport!r}")
+    edge = llm_transport == "edge"
     with ExitStack() as stack:
         wait_for_db: Callable[[], str] | None = None
         if database_url is None:
@@ -240,18 +256,20 @@ def local_services(
         progress(f"moto (EventBridge, SQS) on {endpoint}")
 
         stub: StubLlmProxy | None = None
-        if llm_proxy_url is None:
+        if (edge and supabase_url is None) or (not edge and llm_proxy_url is None):
             from functions.local.stub_llm import StubLlmProxy
 
-            stub = stack.enter_context(StubLlmProxy())
-            llm_proxy_url = stub.url
-            progress(f"stub llm-proxy on {stub.url}")
+            stub = stack.enter_context(StubLlmProxy(api_key=LOCAL_SUPABASE_KEY if edge else None))
+            if edge:
+                supabase_url, supabase_key = stub.url, LOCAL_SUPABASE_KEY
+            else:
+                llm_proxy_url = stub.url
+            progress(f"stub llm-proxy on {stub.url}" + (" (Edge Function layout)" if edge else ""))
 
         # Import the handlers while Postgres starts: they are the slow imports.
         from pydantic import SecretStr
 
         from functions.adapters.aws import InMemoryMetrics, SqsJobQueue
-        from functions.adapters.llm_proxy import HttpLlmProxy
         from functions.adapters.migrations import migrate
         from functions.adapters.operator_db import PostgresOperatorStore
         from functions.adapters.postgres import Database
@@ -274,19 +292,29 @@ def local_services(
             applied, present = len(result.applied), len(result.already_applied)
             progress(f"migrations: {applied} applied, {present} already there")
 
+        llm_url: dict[str, Any] = {"llm_proxy_url": llm_proxy_url} if llm_proxy_url else {}
         config = Settings(
             stage="local",
             database_url=SecretStr(database_url),
-            llm_proxy_url=llm_proxy_url,
+            llm_proxy_transport=llm_transport,
+            supabase_url=supabase_url,
+            supabase_key=SecretStr(supabase_key or ""),
             webhook_secret=SecretStr(webhook_secret),
             admin_api_key=SecretStr(admin_api_key),
             event_bus_name=aws.bus_name,
             setup_queue_url=aws.setup_queue_url,
             position_queue_url=aws.position_queue_url,
-            **{"paper_execution": True, **settings},
+            **{"paper_execution": True, **llm_url, **settings},
         )
-        client = HttpLlmProxy.from_settings(config)
+        if stub is not None:
+            stub.function_name = config.llm_proxy_function
+        client = wiring.build_llm(config)
         stack.callback(client.close)
+        endpoint_shown = (
+            f"{supabase_url}/functions/v1/{config.llm_proxy_function}/<operation>  (Edge Function)"
+            if edge
+            else str(llm_proxy_url)
+        )
         db = Database(database_url, application_name="cmon-local")
         stack.callback(db.close)
         metrics = InMemoryMetrics()
@@ -305,8 +333,9 @@ def local_services(
         stack.callback(wiring.use, None)
         yield Services(
             database_url=database_url, embedded=embedded, moto_endpoint=endpoint,
-            llm_proxy_url=llm_proxy_url, stub=stub, aws=aws, sqs=sqs, events=events,
+            llm_proxy_url=endpoint_shown, stub=stub, aws=aws, sqs=sqs, events=events,
             settings=config, metrics=metrics, llm=llm, db=db, container=container,
+            llm_transport=config.llm_proxy_transport,
         )  # fmt: skip
 
 
@@ -326,7 +355,7 @@ def handler_logs(level: int, extra: logging.Handler | None = None) -> Iterator[N
     for handler in logger.handlers:
         if isinstance(handler, logging.StreamHandler):
             saved.append((handler, handler.stream, handler.level))
-            handler.setStream(sys.stderr)
+            _set_stream(handler, sys.stderr)
             handler.setLevel(level)
     if extra is not None:
         logger.addHandler(extra)
@@ -338,8 +367,19 @@ def handler_logs(level: int, extra: logging.Handler | None = None) -> Iterator[N
             logger.removeHandler(extra)
         logger.setLevel(saved_level)
         for handler, stream, handler_level in saved:
-            handler.setStream(stream)
+            _set_stream(handler, stream)
             handler.setLevel(handler_level)
+
+
+def _set_stream(handler: logging.StreamHandler[TextIO], stream: TextIO) -> None:
+    """`setStream` without flushing a stream that is already closed: a logger created
+    while a test captured stdout keeps that (closed) stream, and the demo runs
+    in-process more than once in one test session."""
+    if getattr(handler.stream, "closed", False):
+        with handler.lock or nullcontext():
+            handler.stream = stream
+    else:
+        handler.setStream(stream)
 
 
 # -- cmon local ---------------------------------------------------------------------------
@@ -377,6 +417,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--llm-proxy-url", help="a real llm-proxy (key from $LLM_PROXY_API_KEY); default: the loopback stub"
     )
+    add_llm_transport_argument(parser)
     parser.add_argument("--webhook-secret", help=f"default: $WEBHOOK_SECRET, else {LOCAL_WEBHOOK_SECRET!r}")
     parser.add_argument("--admin-api-key", help=f"default: $ADMIN_API_KEY, else {LOCAL_ADMIN_KEY!r}")
     parser.add_argument(
@@ -399,6 +440,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="relay's POST timeout (pg_net's default is 1000; default 5000)",
     )
     parser.add_argument("--verbose", action="store_true", help="also print the handlers' JSON logs (stderr)")
+
+
+def add_llm_transport_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--llm-transport",
+        choices=LLM_TRANSPORTS,
+        default=None,
+        help="call llm-proxy over plain HTTP or as a Supabase Edge Function (default: "
+        "$LLM_PROXY_TRANSPORT, else http); edge uses $SUPABASE_URL/$SUPABASE_KEY if set, else the stub",
+    )
+
+
+def llm_transport_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`local_services` keywords for `--llm-transport` / `LLM_PROXY_TRANSPORT` (checked)."""
+    transport = args.llm_transport or os.environ.get("LLM_PROXY_TRANSPORT") or "http"
+    if transport not in LLM_TRANSPORTS:
+        raise ValueError(f"LLM_PROXY_TRANSPORT must be one of {', '.join(LLM_TRANSPORTS)}: {transport!r}")
+    options: dict[str, Any] = {"llm_transport": transport}
+    if transport == "edge" and os.environ.get("SUPABASE_URL"):
+        if not os.environ.get("SUPABASE_KEY"):
+            raise ValueError("SUPABASE_URL is set but SUPABASE_KEY is not (needed by the edge transport)")
+        options["supabase_url"] = os.environ["SUPABASE_URL"]
+        options["supabase_key"] = os.environ["SUPABASE_KEY"]
+    return options
 
 
 class _Console:
@@ -625,6 +690,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--streams needs at least one SYMBOL@INTERVAL")
         if replay is not None and not replay.is_file():
             raise ValueError(f"no such replay file: {replay}")
+        llm_options = llm_transport_options(args)
     except ValueError as exc:
         print(f"cmon local: {exc}", file=sys.stderr)
         return 2
@@ -640,7 +706,7 @@ def run(args: argparse.Namespace) -> int:
                 database_url=database_url, llm_proxy_url=args.llm_proxy_url, webhook_secret=webhook_secret,
                 admin_api_key=admin_key, migrate_db=not args.no_migrate,
                 progress=lambda message: console.say("start", message),
-                max_reanalyses=args.max_reanalyses,
+                max_reanalyses=args.max_reanalyses, **llm_options,
             ))  # fmt: skip
             stack.enter_context(handler_logs(level, _EventLines(console)))
             halt = threading.Event()

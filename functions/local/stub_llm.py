@@ -22,6 +22,13 @@ HTTP controls for `cmon local` users (no auth; the server binds to loopback):
 `POST /_stub/fail` `{"entity_id": ..., "times": 1, "status": 500|"timeout"|"invalid"}`,
 `POST /_stub/config` `{"latency_ms": ..., "failure_rate": ..., "seed": ..., ...}`,
 `GET /_stub/calls`, `POST /_stub/reset`, `GET /health`.
+
+The Edge Function layout too (`LLM_PROXY_TRANSPORT=edge`): `POST /functions/v1/<function>/
+analyze-signal` and `.../manage-position` answer as the plain paths do (and are recorded
+under them), after the checks Supabase's gateway makes: with a key, both `Authorization:
+Bearer <key>` and `apikey: <key>` must match (else 401); another function name is a 404.
+`fail_relay(times)` makes the relay fail (502 with `x-relay-error: true`, the function never
+runs, nothing recorded) as Supabase's does when it cannot reach a function.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ ANALYZE_PATH = "/analyze-signal"
 MANAGE_PATH = "/manage-position"
 MODEL_NAME = "stub-llm"
 ANY_ENTITY = "*"
+EDGE_PREFIX = "/functions/v1/"
 
 Kind = Literal["setup", "management"]
 FailStatus = int | Literal["timeout", "invalid"]
@@ -121,7 +129,15 @@ class _State:
 class StubLlmProxy:
     """The stub server; thread-safe: the HTTP threads and the test share one lock."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str | None = None,
+        function_name: str = "llm-proxy",
+    ) -> None:
+        self.function_name = function_name  # the Edge Function layout's name
+        self._relay_failures = 0
         self._host = host
         self._port = port
         self._api_key = api_key or None
@@ -225,6 +241,7 @@ class StubLlmProxy:
             self._state = _State()
             self._config = _Config()
             self._rng = random.Random(self._config.seed)
+            self._relay_failures = 0
 
     @property
     def calls(self) -> list[StubCall]:
@@ -242,6 +259,32 @@ class StubLlmProxy:
                 raise TypeError("an answer is a decision/action string or a dict")
         with self._lock:
             self._state.queues.setdefault((kind, str(entity_id)), deque()).extend(answers)
+
+    def fail_relay(self, times: int = 1) -> None:
+        """Make the next `times` Edge Function calls fail in the relay (502, `x-relay-error`)."""
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        with self._lock:
+            self._relay_failures += times
+
+    def _answer_edge(self, path: str, headers: dict[str, str], raw: bytes) -> tuple[_Reply, dict[str, str]]:
+        """The Edge Function layout: the gateway's checks, the relay, then `_answer`."""
+        name, _, operation = path[len(EDGE_PREFIX) :].partition("?")[0].partition("/")
+        plain = f"/{operation}"
+        if name != self.function_name or plain not in (ANALYZE_PATH, MANAGE_PATH):
+            return _error(404, "Requested function was not found"), {}
+        key = self._api_key
+        if key is not None and (
+            headers.get("authorization") != f"Bearer {key}" or headers.get("apikey") != key
+        ):
+            return self._record(plain, headers, None, None, _error(401, "Invalid JWT")), {}
+        with self._lock:
+            relay_fails = self._relay_failures > 0
+            if relay_fails:
+                self._relay_failures -= 1
+        if relay_fails:
+            return _error(502, "relay error: the function could not be reached"), {"x-relay-error": "true"}
+        return self._answer(plain, headers, raw), {}
 
     # -- answering (called from the HTTP threads) -------------------------------------
 
@@ -485,6 +528,13 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {name.lower(): value for name, value in self.headers.items()}
             reply = stub._answer(self.path, headers, raw)
             self._reply(reply, stub._stopping)
+        elif self.path.startswith(EDGE_PREFIX):
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            reply, extra = stub._answer_edge(self.path, headers, raw)
+            if extra:
+                self._send_with(reply.status or 502, reply.body, extra)
+            else:
+                self._reply(reply, stub._stopping)
         elif self.path.startswith("/_stub/"):
             status, payload = _control(stub, self.path, raw)
             self._send(status, _dump(payload))
@@ -499,6 +549,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self._send(reply.status, reply.body)
+
+    def _send_with(self, status: int, body: bytes, extra: dict[str, str]) -> None:
+        """`_send` with extra headers (the Edge Function relay's `x-relay-error`)."""
+        try:
+            self.send_response(status)
+            for name, value in extra.items():
+                self.send_header(name, value)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)

@@ -48,3 +48,29 @@ def test_short_demo_plays_every_scenario_with_zero_duplicates(capsys: pytest.Cap
     assert all(row["ok"] for row in summary["scenarios"]), summary["scenarios"]
     # The demo restores the process environment it changed (it ran in-process).
     assert {k: v for k, v in os.environ.items() if k.startswith("AWS_")} == aws_before
+
+
+def test_short_demo_over_the_edge_function_transport(capsys: pytest.CaptureFixture[str]) -> None:
+    """The same demo with llm-proxy called as a Supabase Edge Function (the stub's
+    `/functions/v1/llm-proxy/…` layout, which 401s a wrong `Authorization` or `apikey`)."""
+    status = main(["demo", "--json", "--short", "--llm-transport", "edge"])
+
+    summary = json.loads(capsys.readouterr().out)
+    assert status == 0, summary["checks"]
+    assert summary["llm_transport"] == "edge"
+    assert all(summary["checks"].values()), summary["checks"]
+    assert (summary["analyses"]["initial"], summary["analyses"]["monitoring"]) == (4, 6)
+    # The failing scenario's 500s arrive as FunctionsHttpError and still count as outages.
+    assert summary["errors"]["by_kind"]["llm_unavailable"] == 5
+    assert summary["duplicate_analyses"] == 0
+
+
+def test_demo_refuses_an_unknown_llm_transport(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLM_PROXY_TRANSPORT", "carrier-pigeon")
+
+    status = main(["demo", "--json", "--short"])
+
+    assert status == 2
+    assert "LLM_PROXY_TRANSPORT" in capsys.readouterr().err

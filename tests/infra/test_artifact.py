@@ -123,3 +123,25 @@ def test_every_handler_imports_from_the_artifact_alone(
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     failures = {h: r for h, r in results.items() if r != "ok"}
     assert failures == {}
+
+
+def test_the_edge_function_transport_ships_lean_and_imports_from_the_artifact(
+    artifact: Path, bare_python: Path, tmp_path: Path
+) -> None:
+    """LLM_PROXY_TRANSPORT=edge needs `supabase_functions` in the artifact, and only it:
+    not the full `supabase` package's PostgREST/Auth/Storage/Realtime clients."""
+    top = {p.name for p in artifact.iterdir()}
+    assert "supabase_functions" in top
+    assert top & {"supabase", "postgrest", "realtime", "storage3", "supabase_auth", "jwt"} == set()
+    spec = "functions.adapters.edge_llm.EdgeLlmProxy"
+    proc = subprocess.run(
+        [str(bare_python), "-I", "-c", _IMPORT_ALL, str(artifact), json.dumps([spec])],
+        cwd=tmp_path,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {spec: "ok"}
