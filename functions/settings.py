@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     paper_execution: bool = False
     # Guardrail: may the LLM move a stop-loss further from the price? Off = only tighten.
     allow_sl_loosening: bool = False
+    # Price of 1,000 LLM tokens in USD: `cmon cost` and `cmon metrics` show tokens as money.
+    token_price_usd_per_1k: float = Field(default=0.0005, ge=0)
+    # Set by the Lambda runtime: the canary's metrics carry the function and its version.
+    aws_lambda_function_name: str = "local"
+    aws_lambda_function_version: str = "$LATEST"
 
 
 @lru_cache(maxsize=1)

@@ -15,6 +15,7 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
+import json
 import logging
 import random as _random
 import time
@@ -26,6 +27,7 @@ import httpx
 from pydantic import ValidationError
 
 from functions.core.errors import (
+    CallUsage,
     LlmProxyInvalidAnswer,
     LlmProxyRejected,
     LlmProxyUnavailable,
@@ -37,6 +39,7 @@ from functions.core.models import (
     ManagePositionRequest,
     SetupAnswer,
     TraceMetadata,
+    Usage,
 )
 
 if TYPE_CHECKING:
@@ -187,7 +190,7 @@ class HttpLlmProxy:
             try:
                 response = self._client.post(path, json=body, headers=headers, timeout=_timeout(timeout_s))
                 latency_ms = max(0, round((self._clock() - started) * 1000))
-                answer = self._read(path, response, answer_type)
+                answer = self._read(path, response, answer_type, latency_ms)
                 return LlmResult(answer=answer, latency_ms=latency_ms, attempts=attempt)
             except (_RetryableStatus, *_RETRYABLE_TRANSPORT) as e:
                 reason = self._describe(e)
@@ -233,7 +236,9 @@ class HttpLlmProxy:
         ceiling = min(self._backoff_cap_s, self._backoff_base_s * 2.0 ** (attempt - 1))
         return ceiling * min(max(self._random(), 0.0), 1.0)
 
-    def _read(self, path: str, response: httpx.Response, answer_type: type[_AnswerT]) -> _AnswerT:
+    def _read(
+        self, path: str, response: httpx.Response, answer_type: type[_AnswerT], latency_ms: int | None = None
+    ) -> _AnswerT:
         status = response.status_code
         if status == 429 or status >= 500:
             raise _RetryableStatus(status, _retry_after(response.headers))
@@ -242,9 +247,11 @@ class HttpLlmProxy:
                 self._redact(f"llm-proxy {path} rejected the request: HTTP {status}"
                              f"{_snippet(response)}")
             )  # fmt: skip
-        return self._parse(path, response.content, answer_type)
+        return self._parse(path, response.content, answer_type, latency_ms)
 
-    def _parse(self, path: str, content: bytes, answer_type: type[_AnswerT]) -> _AnswerT:
+    def _parse(
+        self, path: str, content: bytes, answer_type: type[_AnswerT], latency_ms: int | None = None
+    ) -> _AnswerT:
         try:
             return answer_type.model_validate_json(content)
         except ValidationError as e:
@@ -253,7 +260,8 @@ class HttpLlmProxy:
                 for err in e.errors(include_url=False, include_input=False)[:5]
             )
             raise LlmProxyInvalidAnswer(
-                self._redact(f"llm-proxy {path} answer does not match the contract: {problems}")
+                self._redact(f"llm-proxy {path} answer does not match the contract: {problems}"),
+                usage=_reported_usage(content, latency_ms),
             ) from e
         except (ValueError, TypeError, RecursionError) as e:  # pragma: no cover - defensive
             raise LlmProxyInvalidAnswer(
@@ -268,6 +276,30 @@ class HttpLlmProxy:
 
     def _redact(self, message: str) -> str:
         return message.replace(self._api_key, "***") if self._api_key else message
+
+
+def _reported_usage(content: bytes, latency_ms: int | None) -> CallUsage | None:
+    """The usage an answer reported even though the answer itself is invalid: the call
+    was paid for, so the ledger must see it. None when the body carries no valid usage."""
+    try:
+        body = json.loads(content)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("usage"), dict):
+        return None
+    try:
+        usage = Usage.model_validate(body["usage"])
+    except ValidationError:
+        return None
+    model, trace_id = body.get("model"), body.get("trace_id")
+    return CallUsage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+        latency_ms=latency_ms,
+        model=model[:200] if isinstance(model, str) else None,
+        trace_id=trace_id[:200] if isinstance(trace_id, str) else None,
+    )
 
 
 def _timeout(seconds: float) -> httpx.Timeout:
