@@ -325,6 +325,10 @@ class PostgresRepository:
         rows = self.db.fetch_all("select id from public.signals_missing_initial_analysis() as id")
         return [r["id"] for r in rows]
 
+    def rollout_admitted_share(self) -> float:
+        row = self.db.fetch_one("select public.rollout_admitted_share() as share")
+        return 1.0 if row is None else float(row["share"])
+
     # admin reads ------------------------------------------------------------------------
 
     def list_workflows(

@@ -59,6 +59,7 @@ class FakeRepository:
     )
     registration: Registration = field(default_factory=lambda: Registration(action="registered"))
     initial_wanted: tuple[bool, str] = (True, "wanted")
+    admitted_share: float = 1.0
     # Raised by every record + apply call (the database refusing what was asked).
     record_error: Exception | None = None
     calls: list[Call] = field(default_factory=list)
@@ -191,6 +192,10 @@ class FakeRepository:
 
     def signals_missing_initial_analysis(self) -> list[UUID]:
         raise NotImplementedError
+
+    def rollout_admitted_share(self) -> float:
+        self._record("rollout_admitted_share")
+        return self.admitted_share
 
     # admin reads
     def list_workflows(
