@@ -381,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_tier_cap,
         nargs="+",
         metavar="TIER=N",
-        help="a tier's own daily cap, e.g. free=20000 (0 removes it: the tier uses --daily-token-cap)",
+        help="a tier's own daily cap, overriding --daily-token-cap for it, e.g. free=20000 (elite=0: no cap)",
     )
     toggle = rset.add_mutually_exclusive_group()
     toggle.add_argument("--enable", dest="enabled", action="store_const", const=True)

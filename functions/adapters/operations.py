@@ -133,7 +133,7 @@ def rollout_set(
     daily_token_cap_by_tier: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Change only what was given; `tiers=[]` means every tier (null). Per-tier caps are
-    merged into the existing ones (0 removes a tier's own cap)."""
+    merged into the existing ones (a tier's 0 means that tier has no cap)."""
     db = Database(url)
     try:
         db.fetch_one(
@@ -144,9 +144,7 @@ def rollout_set(
             " deny_user_ids = coalesce(%(deny)s::uuid[], deny_user_ids),"
             " enabled = coalesce(%(enabled)s, enabled),"
             " daily_token_cap = coalesce(%(cap)s, daily_token_cap),"
-            " daily_token_cap_by_tier = (select coalesce(jsonb_object_agg(key, value), '{}')"
-            "   from jsonb_each(daily_token_cap_by_tier || coalesce(%(tier_caps)s::jsonb, '{}'))"
-            "   where value <> '0'::jsonb),"
+            " daily_token_cap_by_tier = daily_token_cap_by_tier || coalesce(%(tier_caps)s::jsonb, '{}'),"
             " updated_at = now(), updated_by = %(actor)s"
             " where id returning id",
             {

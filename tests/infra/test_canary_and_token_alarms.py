@@ -86,9 +86,7 @@ def test_the_code_emits_the_versioned_pair_with_function_and_version(monkeypatch
         metrics.count(MetricName.ANALYSES_COMPLETED)
         metrics.flush()
     blobs = [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
-    versioned = [
-        b for b in blobs if b.get(VERSION_DIMENSION) == "7" and MetricName.ANSWER_ERRORS.value in b
-    ]
+    versioned = [b for b in blobs if b.get(VERSION_DIMENSION) == "7" and MetricName.ANSWER_ERRORS.value in b]
     assert len(versioned) == 1
     (directive,) = versioned[0]["_aws"]["CloudWatchMetrics"]
     assert set(directive["Dimensions"][0]) == {"service", "stage", FUNCTION_DIMENSION, VERSION_DIMENSION}
