@@ -272,9 +272,9 @@ def test_a_three_hour_old_job_on_the_queue_is_never_analysed(db_url: str) -> Non
 
 
 def test_staleness_is_measured_in_intervals_of_the_workflows_stream(db_url: str) -> None:
-    with running_stack(db_url, stale_candle_intervals=2) as s:
-        _, wf = _setup_workflow(s)  # 1m stream: 2 intervals = 2 minutes
-        within = candle(close_time=datetime.now(UTC) - timedelta(seconds=90))
+    with running_stack(db_url, stale_candle_intervals=3) as s:
+        _, wf = _setup_workflow(s)  # 1m stream: 3 intervals = 3 minutes (the setting, not a default)
+        within = candle(close_time=datetime.now(UTC) - timedelta(seconds=150))
         _enqueue(_job(wf, within, WorkflowType.SETUP_MONITORING))
         s.runner.run_until_idle()
         assert len(s.llm.calls) == 1
