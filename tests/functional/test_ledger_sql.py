@@ -249,3 +249,20 @@ def test_the_projection_follows_the_share_of_users_the_rollout_admits(
     db.fetch_one("update public.rollout_settings set enabled = false where id returning 1")
     closed = _cost(db_url, capsys)
     assert (closed["against"]["admitted_share"], closed["ratio"]) == (0.0, None)
+
+
+def test_metrics_and_cost_print_tokens_with_their_money_for_people(
+    db: Database, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wf = _setup_workflow(db)
+    db.call("claim_candle", workflow_id=wf, candle_time=T0, lease_seconds=300)
+    db.call("record_setup_analysis", workflow_id=wf, candle_time=T0, decision="wait", total_tokens=5000)
+    assert main(["metrics", "--database-url", db_url, "--usd-per-1k-tokens", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert "cost_usd" in out and "0.05" in out and "duplicate_candles" in out
+    assert main(["cost", "--actual", "--database-url", db_url, "--usd-per-1k-tokens", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert "5,000 tokens  ~$0.05" in out and "264,000 expected for the 100% of users" in out
+    with pytest.raises(SystemExit) as exc:
+        main(["cost", "--usd-per-1k-tokens", "-1"])
+    assert exc.value.code != 0
