@@ -143,13 +143,23 @@ def _workflows_stop(args: argparse.Namespace) -> int:
 def _metrics(args: argparse.Namespace) -> int:
     from functions.adapters import operations
 
-    report = operations.metrics_report(_database_url(args), hours=args.hours)
+    report = operations.metrics_report(
+        _database_url(args), hours=args.hours, usd_per_1k_tokens=_usd_per_1k(args)
+    )
     _print(args, report, operations.format_metrics)
     return 0
 
 
+def _usd_per_1k(args: argparse.Namespace) -> float:
+    """The flag, else TOKEN_PRICE_USD_PER_1K (the settings' default)."""
+    from functions.settings import Settings
+
+    price = getattr(args, "usd_per_1k_tokens", None)
+    return float(Settings().token_price_usd_per_1k if price is None else price)
+
+
 def _cost(args: argparse.Namespace) -> int:
-    from functions.core.cost import Projection, project
+    from functions.core.cost import Projection, compare, project
 
     projection = project(
         Projection(
@@ -159,30 +169,34 @@ def _cost(args: argparse.Namespace) -> int:
             positions_per_day=args.positions_per_day,
             candles_per_position=args.candles_per_position,
             tokens_per_analysis=args.tokens_per_analysis,
-            usd_per_million_tokens=args.usd_per_million_tokens,
+            usd_per_1k_tokens=_usd_per_1k(args),
         )
     )
     data: dict[str, Any] = {"projection": projection}
     if args.actual:
         from functions.adapters import operations
 
-        data["actual"] = operations.token_usage(_database_url(args), hours=24)
-        data["ratio"] = (
-            data["actual"]["total_tokens"] / projection["tokens_per_day"]
-            if projection["tokens_per_day"]
-            else None
+        actual = operations.token_usage(_database_url(args), hours=24, usd_per_1k_tokens=_usd_per_1k(args))
+        data["actual"] = actual
+        data["against"] = compare(
+            projection["tokens_per_day"], actual["total_tokens"], 24, actual["rollout_admitted_share"]
         )
+        data["ratio"] = data["against"]["ratio"]
 
     def human(d: dict[str, Any]) -> str:
         p = d["projection"]
         lines = [
             _table([{"part": k, "tokens/day": v} for k, v in p["breakdown"].items()], ["part", "tokens/day"]),
-            f"\nprojected: {p['tokens_per_day']:,} tokens/day  ~${p['usd_per_month']:.2f}/month",
+            f"\nprojected (all users): {p['tokens_per_day']:,} tokens/day  ~${p['usd_per_day']:.2f}/day"
+            f"  ~${p['usd_per_month']:.2f}/month at ${p['usd_per_1k_tokens']}/1k tokens",
         ]
         if "actual" in d:
+            a, c = d["actual"], d["against"]
+            ratio = "n/a" if c["ratio"] is None else f"{c['ratio']:.0%}"
             lines.append(
-                f"actual (last 24 h): {d['actual']['total_tokens']:,} tokens"
-                f"  = {d['ratio']:.0%} of projection (alarm at 125%)"
+                f"actual (last 24 h): {a['total_tokens']:,} tokens  ~${a['cost_usd']:.2f}"
+                f"  = {ratio} of {c['expected_tokens']:,} expected for the {c['admitted_share']:.0%}"
+                f" of users the rollout admits (alarm at {c['alarm_percent']}%)"
             )
         return "\n".join(lines)
 
@@ -212,6 +226,46 @@ def _run_passthrough(command: str, rest: list[str]) -> int:
     parser = argparse.ArgumentParser(prog=f"cmon {command}", description=description)
     module.add_arguments(parser)
     return int(module.run(parser.parse_args(rest)))
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0: {text}")
+    return value
+
+
+def _tier_cap(text: str) -> tuple[str, int]:
+    tier, sep, cap = text.partition("=")
+    if not sep or tier not in ("free", "pro", "elite"):
+        raise argparse.ArgumentTypeError(f"expected TIER=N with TIER free, pro or elite: {text!r}")
+    return tier, _non_negative_int(cap)
+
+
+class _TierCaps(argparse.Action):
+    """`TIER=N ...` as the jsonb object `daily_token_cap_by_tier` expects."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, dict(values))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,9 +319,32 @@ def build_parser() -> argparse.ArgumentParser:
     metrics = sub.add_parser("metrics", help="the brief's monitoring metrics, from the database")
     add_db_args(metrics)
     metrics.add_argument("--hours", type=float, default=24.0, help="window (default 24)")
+    metrics.add_argument(
+        "--usd-per-1k-tokens",
+        type=_non_negative_float,
+        default=None,
+        help="price of 1,000 tokens in USD (default: $TOKEN_PRICE_USD_PER_1K or 0.0005)",
+    )
     metrics.set_defaults(func=_metrics)
 
-    cli_operator.add_rollout(sub, add_db_args)
+    rset = cli_operator.add_rollout(sub, add_db_args)
+    rset.add_argument(
+        "--daily-token-cap",
+        dest="gate_daily_token_cap",
+        type=_non_negative_int,
+        metavar="N",
+        help="per-user LLM tokens per UTC day; over it a job is skipped (reason token_cap); 0 = no cap",
+    )
+    rset.add_argument(
+        "--daily-token-cap-tier",
+        dest="gate_daily_token_cap_by_tier",
+        type=_tier_cap,
+        nargs="+",
+        action=_TierCaps,
+        metavar="TIER=N",
+        help="tiers' own daily caps, overriding --daily-token-cap for them, e.g. free=20000 elite=0"
+        " (0: no cap for that tier); replaces the per-tier caps set before",
+    )
     cli_operator.add_rollback(sub, add_db_args)
 
     cost = sub.add_parser("cost", help="token usage projection (and actual usage with --actual)")
@@ -279,7 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--positions-per-day", type=float, default=10)
     cost.add_argument("--candles-per-position", type=float, default=8)
     cost.add_argument("--tokens-per-analysis", type=int, default=1100)
-    cost.add_argument("--usd-per-million-tokens", type=float, default=0.5)
+    cost.add_argument(
+        "--usd-per-1k-tokens",
+        type=_non_negative_float,
+        default=None,
+        help="price of 1,000 tokens in USD (default: $TOKEN_PRICE_USD_PER_1K or 0.0005)",
+    )
     cost.set_defaults(func=_cost)
     return parser
 

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     supabase_key: SecretStr = SecretStr("")
     llm_proxy_transport: Literal["http", "edge"] = "http"
     llm_proxy_function: str = Field(default="llm-proxy", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    # Price of 1,000 LLM tokens in USD: `cmon cost` and `cmon metrics` show tokens as money.
+    token_price_usd_per_1k: float = Field(default=0.0005, ge=0)
+    # Set by the Lambda runtime: the canary's metrics carry the function and its version.
+    aws_lambda_function_name: str = "local"
+    aws_lambda_function_version: str = "$LATEST"
 
 
 @lru_cache(maxsize=1)

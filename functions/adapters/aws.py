@@ -20,7 +20,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.core.contracts import AnalysisJob, JobKind, WorkflowType
 from functions.core.errors import PublishError
-from functions.core.telemetry import NAMESPACE, SERVICE, STAGE_DIMENSION, MetricName
+from functions.core.telemetry import (
+    FUNCTION_DIMENSION,
+    NAMESPACE,
+    SERVICE,
+    STAGE_DIMENSION,
+    VERSION_DIMENSION,
+    VERSIONED,
+    MetricName,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,16 +123,42 @@ class SqsJobQueue:
 class PowertoolsMetrics:
     """EMF through Powertools: one JSON line per flush on stdout, read by CloudWatch."""
 
-    def __init__(self, stage: str) -> None:
+    def __init__(
+        self, stage: str, *, function_name: str = "local", function_version: str = "$LATEST"
+    ) -> None:
         from aws_lambda_powertools import Metrics as _Metrics
 
         self.metrics = _Metrics(namespace=NAMESPACE, service=SERVICE)
         self.metrics.set_default_dimensions(**{STAGE_DIMENSION: stage})
+        self._stage = stage
+        self._function_name = function_name
+        self._function_version = function_version
 
     def count(self, name: MetricName, value: float = 1) -> None:
         from aws_lambda_powertools.metrics import MetricUnit
 
         self.metrics.add_metric(name=name.value, unit=MetricUnit.Count, value=value)
+        if name in VERSIONED:
+            self._count_versioned(name, value)
+
+    def _count_versioned(self, name: MetricName, value: float) -> None:
+        """The same count under (service, stage, function, version): a CodeDeploy canary
+        alarm selects the new version alone, as the `live` alias mixes both."""
+        from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+        with single_metric(
+            name=name.value,
+            unit=MetricUnit.Count,
+            value=value,
+            namespace=NAMESPACE,
+            default_dimensions={
+                "service": SERVICE,
+                STAGE_DIMENSION: self._stage,
+                FUNCTION_DIMENSION: self._function_name,
+                VERSION_DIMENSION: self._function_version,
+            },
+        ):
+            pass
 
     def timing_ms(self, name: MetricName, value: float) -> None:
         from aws_lambda_powertools.metrics import MetricUnit

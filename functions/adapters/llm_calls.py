@@ -22,6 +22,7 @@ The policy:
 
 from __future__ import annotations
 
+import json
 import logging
 import random as _random
 import time
@@ -34,6 +35,7 @@ import httpx
 from pydantic import ValidationError
 
 from functions.core.errors import (
+    CallUsage,
     LlmProxyInvalidAnswer,
     LlmProxyRejected,
     LlmProxyUnavailable,
@@ -45,6 +47,7 @@ from functions.core.models import (
     ManagePositionRequest,
     SetupAnswer,
     TraceMetadata,
+    Usage,
 )
 
 logger = logging.getLogger("functions.adapters.llm_proxy")
@@ -180,7 +183,7 @@ class LlmProxyBase(ABC):
             try:
                 content = self._send(operation, body, headers, timeout_s)
                 latency_ms = max(0, round((self._clock() - started) * 1000))
-                answer = self._parse(operation, content, answer_type)
+                answer = self._parse(operation, content, answer_type, latency_ms)
                 return LlmResult(answer=answer, latency_ms=latency_ms, attempts=attempt)
             except (RetryableStatus, *RETRYABLE_TRANSPORT) as e:
                 reason = self._describe(e)
@@ -235,7 +238,9 @@ class LlmProxyBase(ABC):
                 self._redact(f"llm-proxy {operation} rejected the request: HTTP {status}{snippet(text)}")
             )
 
-    def _parse(self, operation: str, content: bytes, answer_type: type[_AnswerT]) -> _AnswerT:
+    def _parse(
+        self, operation: str, content: bytes, answer_type: type[_AnswerT], latency_ms: int | None = None
+    ) -> _AnswerT:
         try:
             return answer_type.model_validate_json(content)
         except ValidationError as e:
@@ -244,7 +249,8 @@ class LlmProxyBase(ABC):
                 for err in e.errors(include_url=False, include_input=False)[:5]
             )
             raise LlmProxyInvalidAnswer(
-                self._redact(f"llm-proxy {operation} answer does not match the contract: {problems}")
+                self._redact(f"llm-proxy {operation} answer does not match the contract: {problems}"),
+                usage=reported_usage(content, latency_ms),
             ) from e
         except (ValueError, TypeError, RecursionError) as e:  # pragma: no cover - defensive
             raise LlmProxyInvalidAnswer(
@@ -312,3 +318,27 @@ __all__ = [
     "retry_after",
     "trace_headers",
 ]
+
+
+def reported_usage(content: bytes, latency_ms: int | None) -> CallUsage | None:
+    """The usage an answer reported even though the answer itself is invalid: the call
+    was paid for, so the ledger must see it. None when the body carries no valid usage."""
+    try:
+        body = json.loads(content)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("usage"), dict):
+        return None
+    try:
+        usage = Usage.model_validate(body["usage"])
+    except ValidationError:
+        return None
+    model, trace_id = body.get("model"), body.get("trace_id")
+    return CallUsage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+        latency_ms=latency_ms,
+        model=model[:200] if isinstance(model, str) else None,
+        trace_id=trace_id[:200] if isinstance(trace_id, str) else None,
+    )

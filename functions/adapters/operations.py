@@ -11,56 +11,61 @@ from typing import Any
 
 from functions.adapters.postgres import Database
 
+# Analyses and errors are what the tables recorded; everything about LLM calls (tokens,
+# latency, duplicates) comes from the one ledger, `llm_calls`, through llm_ledger_summary.
 _METRICS_SQL = """
-with window_analyses as (
-    select total_tokens, latency_ms from public.signal_analyses
-     where created_at >= now() - make_interval(secs => %(secs)s)
-    union all
-    select total_tokens, latency_ms from public.management_decisions
-     where created_at >= now() - make_interval(secs => %(secs)s) and source = 'llm'
-), errors as (
-    select count(*) as n from public.workflow_errors
-     where created_at >= now() - make_interval(secs => %(secs)s)
-)
+with since as (select public.cmon_now() - make_interval(secs => %(secs)s) as t)
 select
     (select count(*) from public.workflow_schedules
       where is_active and workflow_type = 'setup_monitoring') as active_setup_workflows,
     (select count(*) from public.workflow_schedules
       where is_active and workflow_type = 'position_management') as active_position_workflows,
-    (select count(*) from window_analyses) as analyses,
-    (select coalesce(sum(total_tokens), 0) from window_analyses) as tokens,
-    (select n from errors) as errors,
-    (select avg(latency_ms) from window_analyses where latency_ms is not null) as avg_latency_ms,
-    (select count(*) from (select 1 from public.signal_analyses where candle_time is not null
-                            group by signal_id, candle_time having count(*) > 1) d)
-  + (select count(*) from (select 1 from public.management_decisions
-                            group by position_id, candle_time having count(*) > 1) d) as duplicate_candles,
-    (select count(*) from public.workflow_schedules
-      where stopped_reason = 'auto_disabled'
-        and stopped_at >= now() - make_interval(secs => %(secs)s)) as auto_disabled
+    (select count(*) from public.signal_analyses, since where created_at >= since.t)
+  + (select count(*) from public.management_decisions, since
+      where created_at >= since.t and source = 'llm') as analyses,
+    (select count(*) from public.workflow_errors, since where created_at >= since.t) as errors,
+    (select count(*) from public.workflow_schedules, since
+      where stopped_reason = 'auto_disabled' and stopped_at >= since.t) as auto_disabled,
+    (select public.llm_ledger_summary(since.t) from since) as ledger,
+    public.rollout_admitted_share() as admitted_share
 """
 
 
-def metrics_report(url: str, *, hours: float) -> dict[str, Any]:
+def usd(tokens: int, usd_per_1k_tokens: float) -> float:
+    """Tokens as money, rounded to the cent's hundredth (cost figures, not accounting)."""
+    return round(tokens * usd_per_1k_tokens / 1000, 4)
+
+
+def metrics_report(url: str, *, hours: float, usd_per_1k_tokens: float) -> dict[str, Any]:
     db = Database(url)
     try:
         row = db.fetch_one(_METRICS_SQL, {"secs": hours * 3600})
     finally:
         db.close()
     assert row is not None
+    ledger = row["ledger"]
     attempts = row["analyses"] + row["errors"]
+    tokens = int(ledger["total_tokens"])
     return {
         "window_hours": hours,
         "active_setup_workflows": row["active_setup_workflows"],
         "active_position_workflows": row["active_position_workflows"],
         "analyses": row["analyses"],
         "analyses_per_hour": round(row["analyses"] / hours, 2),
-        "tokens": int(row["tokens"]),
-        "tokens_per_hour": round(int(row["tokens"]) / hours, 1),
+        "llm_calls": ledger["calls"],
+        "llm_calls_by_outcome": ledger["by_outcome"],
+        "tokens": tokens,
+        "prompt_tokens": int(ledger["prompt_tokens"]),
+        "completion_tokens": int(ledger["completion_tokens"]),
+        "tokens_per_hour": round(tokens / hours, 1),
+        "cost_usd": usd(tokens, usd_per_1k_tokens),
+        "usd_per_1k_tokens": usd_per_1k_tokens,
         "errors": row["errors"],
         "error_rate": round(row["errors"] / attempts, 4) if attempts else 0.0,
-        "avg_latency_ms": None if row["avg_latency_ms"] is None else round(float(row["avg_latency_ms"]), 1),
-        "duplicate_candles": row["duplicate_candles"],
+        "avg_latency_ms": None if ledger["avg_latency_ms"] is None else float(ledger["avg_latency_ms"]),
+        "duplicate_candles": ledger["duplicate_calls"],
+        "users_at_token_cap_today": ledger["users_at_cap_today"],
+        "rollout_admitted_share": float(row["admitted_share"]),
         "auto_disabled": row["auto_disabled"],
     }
 
@@ -69,7 +74,8 @@ def format_metrics(m: dict[str, Any]) -> str:
     thresholds = {
         "error_rate": "warn > 1%, critical > 5%",
         "avg_latency_ms": "warn > 10000, critical > 20000",
-        "duplicate_candles": "critical > 0",
+        "duplicate_candles": "critical > 0: llm-proxy calls for a (workflow, candle) that already had one",
+        "users_at_token_cap_today": "informational",
         "auto_disabled": "informational",
     }
     width = max(len(k) for k in m)
@@ -78,6 +84,14 @@ def format_metrics(m: dict[str, Any]) -> str:
     )
 
 
-def token_usage(url: str, *, hours: float) -> dict[str, Any]:
-    report = metrics_report(url, hours=hours)
-    return {"window_hours": hours, "total_tokens": report["tokens"], "analyses": report["analyses"]}
+def token_usage(url: str, *, hours: float, usd_per_1k_tokens: float) -> dict[str, Any]:
+    """The ledger's tokens over the window and the share of users the rollout admits."""
+    report = metrics_report(url, hours=hours, usd_per_1k_tokens=usd_per_1k_tokens)
+    return {
+        "window_hours": hours,
+        "total_tokens": report["tokens"],
+        "cost_usd": report["cost_usd"],
+        "llm_calls": report["llm_calls"],
+        "analyses": report["analyses"],
+        "rollout_admitted_share": report["rollout_admitted_share"],
+    }

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from functions.adapters.postgres import Database, Row
 from functions.core.contracts import CandleClosed, WorkflowType
-from functions.core.errors import NotFound
+from functions.core.errors import CallUsage, NotFound
 from functions.core.guardrails import Verdict
 from functions.core.models import (
     ClaimResult,
@@ -100,10 +100,16 @@ class PostgresRepository:
 
     # claims -----------------------------------------------------------------------------
 
-    def claim_candle(self, workflow_id: UUID, candle_time: datetime, lease_s: int) -> ClaimResult:
+    def claim_candle(
+        self, workflow_id: UUID, candle_time: datetime, lease_s: int, stale_intervals: int | None = None
+    ) -> ClaimResult:
         return ClaimResult.model_validate(
             self.db.call(
-                "claim_candle", workflow_id=workflow_id, candle_time=candle_time, lease_seconds=lease_s
+                "claim_candle",
+                workflow_id=workflow_id,
+                candle_time=candle_time,
+                lease_seconds=lease_s,
+                stale_intervals=stale_intervals,
             )
         )
 
@@ -247,8 +253,29 @@ class PostgresRepository:
             "trace_id": answer.trace_id,
         }
 
+    @staticmethod
+    def _usage_fields(usage: CallUsage | None) -> dict[str, Any]:
+        """A failed call's usage for the ledger; no keys at all when no answer came back."""
+        if usage is None:
+            return {}
+        return {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+            "latency_ms": usage.latency_ms,
+            "model": usage.model,
+            "trace_id": usage.trace_id,
+        }
+
     def record_workflow_failure(
-        self, workflow_id: UUID, candle_time: datetime | None, kind: str, message: str, max_errors: int
+        self,
+        workflow_id: UUID,
+        candle_time: datetime | None,
+        kind: str,
+        message: str,
+        max_errors: int,
+        *,
+        usage: CallUsage | None = None,
     ) -> FailureOutcome:
         return FailureOutcome.model_validate(
             self.db.call(
@@ -258,11 +285,18 @@ class PostgresRepository:
                 error_kind=kind,
                 message=message,
                 max_errors=max_errors,
+                **self._usage_fields(usage),
             )
         )
 
     def record_initial_failure(
-        self, signal_id: UUID, kind: str, message: str, *, release_claim: bool = False
+        self,
+        signal_id: UUID,
+        kind: str,
+        message: str,
+        *,
+        release_claim: bool = False,
+        usage: CallUsage | None = None,
     ) -> None:
         self.db.call(
             "record_initial_failure",
@@ -270,6 +304,7 @@ class PostgresRepository:
             error_kind=kind,
             message=message,
             release_claim=release_claim,
+            **self._usage_fields(usage),
         )
 
     # fan-out, reconciliation ------------------------------------------------------------
@@ -289,6 +324,10 @@ class PostgresRepository:
     def signals_missing_initial_analysis(self) -> list[UUID]:
         rows = self.db.fetch_all("select id from public.signals_missing_initial_analysis() as id")
         return [r["id"] for r in rows]
+
+    def rollout_admitted_share(self) -> float:
+        row = self.db.fetch_one("select public.rollout_admitted_share() as share")
+        return 1.0 if row is None else float(row["share"])
 
     # admin reads ------------------------------------------------------------------------
 

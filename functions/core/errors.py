@@ -7,6 +7,8 @@ Handlers decide retry behaviour by type, never by message text:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class CmonError(Exception):
     """Base of every error this project raises on purpose."""
@@ -44,8 +46,28 @@ class DatabaseError(PermanentError):
     """Postgres rejected the statement (a constraint, a raised exception)."""
 
 
+@dataclass(frozen=True)
+class CallUsage:
+    """What an llm-proxy call cost, as its answer reported it.
+
+    Travels with a failure (an answer that did not match the contract, or one the
+    database refused) so that the ledger counts the tokens of failed calls too: they
+    were paid for, and the daily cap and the cost must see them."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    latency_ms: int | None = None
+    model: str | None = None
+    trace_id: str | None = None
+
+
 class LlmProxyError(CmonError):
-    """llm-proxy did not give a usable answer."""
+    """llm-proxy did not give a usable answer; `usage` is set when its answer reported one."""
+
+    def __init__(self, message: str, *, usage: CallUsage | None = None) -> None:
+        super().__init__(message)
+        self.usage = usage
 
 
 class LlmProxyUnavailable(LlmProxyError, TransientError):

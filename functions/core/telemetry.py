@@ -26,6 +26,14 @@ class MetricName(StrEnum):
     MANAGEMENT_DECISIONS = "ManagementDecisions"
     GUARDRAIL_REJECTIONS = "GuardrailRejections"
     PAPER_FILLS = "PaperFills"
+    # The canary's pair, also emitted per function version (VERSIONED below): answers
+    # recorded, and failures a version can cause (llm_invalid_answer, llm_rejected,
+    # record_rejected), so a version whose analyses all fail "cleanly" rolls back.
+    ANSWERS_RECORDED = "AnswersRecorded"
+    ANSWER_ERRORS = "AnswerErrors"
+    # Claims refused before any LLM call: too old a candle, or the user's daily token cap.
+    STALE_JOBS_SKIPPED = "StaleJobsSkipped"
+    TOKEN_CAP_SKIPPED = "TokenCapSkipped"  # noqa: S105 - a metric name, not a secret
     # Dedup: a refused claim is harmless; a duplicate *processed* is a bug (alarm).
     DUPLICATE_CLAIMS_SKIPPED = "DuplicateClaimsSkipped"
     DUPLICATE_CANDLES_PROCESSED = "DuplicateCandlesProcessed"
@@ -48,6 +56,16 @@ class MetricName(StrEnum):
     FEED_DUPLICATES_DROPPED = "FeedDuplicatesDropped"
     FEED_RECONNECTS = "FeedReconnects"
     FEED_PUBLISH_LAG_MS = "FeedPublishLagMs"
+    # Reconciler: share of users the rollout gate admits, 0-100 (the token alarm's
+    # projection scales with it).
+    ROLLOUT_ADMITTED_PERCENT = "RolloutAdmittedPercent"
+
+
+# Emitted a second time with the dimensions below, so that a deployment's alarm selects
+# the new version's numbers alone (the `live` alias mixes old and new during a canary).
+VERSIONED = frozenset({MetricName.ANSWERS_RECORDED, MetricName.ANSWER_ERRORS})
+FUNCTION_DIMENSION = "function"
+VERSION_DIMENSION = "version"
 
 
 class LogEvent(StrEnum):

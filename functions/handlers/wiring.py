@@ -40,6 +40,7 @@ class Container:
         return WorkerConfig(
             max_consecutive_errors=s.max_consecutive_errors,
             claim_lease_s=s.claim_lease_s,
+            stale_candle_intervals=s.stale_candle_intervals,
             max_reanalyses=s.max_reanalyses,
             stage=s.stage,
             paper_execution=s.paper_execution,
@@ -73,7 +74,11 @@ def build(settings: Settings) -> Container:
     return Container(
         settings=settings,
         repo=repo,
-        metrics=PowertoolsMetrics(settings.stage),
+        metrics=PowertoolsMetrics(
+            settings.stage,
+            function_name=settings.aws_lambda_function_name,
+            function_version=settings.aws_lambda_function_version,
+        ),
         queue=queue,
         llm=build_llm(settings),
         operator_store=PostgresOperatorStore(db),

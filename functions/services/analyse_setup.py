@@ -27,8 +27,10 @@ from functions.core.telemetry import SERVICE, LogEvent, MetricName
 from functions.services.jobs import (
     JobOutcome,
     WorkerConfig,
+    count_failure,
     count_llm_success,
     error_kind,
+    failure_usage,
     record_llm_failure,
     skipped_claim,
 )
@@ -123,11 +125,14 @@ def process_setup_job(
         return _initial(job, repo=repo, llm=llm, metrics=metrics, config=config, deadline=deadline)
     assert job.workflow_id is not None and job.candle is not None
 
-    claim = repo.claim_candle(job.workflow_id, job.candle.close_time, config.claim_lease_s)
+    claim = repo.claim_candle(
+        job.workflow_id, job.candle.close_time, config.claim_lease_s, config.stale_candle_intervals
+    )
     if not claim.claimed:
         return skipped_claim(job, claim.reason, metrics)
 
     ctx = repo.setup_context(workflow_id=job.workflow_id)
+    result: LlmResult | None = None
     try:
         result = llm.analyze_signal(
             _request(job, ctx, config), idempotency_key=job.dedup_key, deadline=deadline
@@ -135,7 +140,9 @@ def process_setup_job(
         answer = _answer(result, price=job.candle.close)
         outcome = repo.record_setup_analysis(job.workflow_id, job.candle, answer, result.latency_ms)
     except (LlmProxyError, DatabaseError) as exc:  # DatabaseUnavailable propagates: redelivery
-        return record_llm_failure(job, exc, repo=repo, metrics=metrics, config=config)
+        return record_llm_failure(
+            job, exc, repo=repo, metrics=metrics, config=config, usage=failure_usage(exc, result)
+        )
     if outcome.outcome == "duplicate":
         # The claim should make this impossible: an alarm watches this metric.
         metrics.count(MetricName.DUPLICATE_CANDLES_PROCESSED)
@@ -159,6 +166,7 @@ def _initial(
     if not claim.claimed:
         return skipped_claim(job, claim.reason, metrics)
     ctx = repo.setup_context(signal_id=job.signal_id)
+    result: LlmResult | None = None
     try:
         result = llm.analyze_signal(
             _request(job, ctx, config), idempotency_key=job.dedup_key, deadline=deadline
@@ -170,9 +178,13 @@ def _initial(
     except (LlmProxyError, DatabaseError) as exc:
         # llm-proxy down: release the claim so the reconciler queues the signal again.
         repo.record_initial_failure(
-            job.signal_id, error_kind(exc), str(exc), release_claim=isinstance(exc, LlmProxyUnavailable)
+            job.signal_id,
+            error_kind(exc),
+            str(exc),
+            release_claim=isinstance(exc, LlmProxyUnavailable),
+            usage=failure_usage(exc, result),
         )
-        metrics.count(MetricName.ANALYSIS_ERRORS)
+        count_failure(error_kind(exc), metrics)
         log.warning(
             LogEvent.ERROR,
             extra={

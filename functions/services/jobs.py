@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from functions.core.contracts import AnalysisJob
-from functions.core.errors import DatabaseError, LlmProxyError, LlmProxyInvalidAnswer, LlmProxyRejected
+from functions.core.errors import (
+    CallUsage,
+    DatabaseError,
+    LlmProxyError,
+    LlmProxyInvalidAnswer,
+    LlmProxyRejected,
+)
 from functions.core.guardrails import GuardrailConfig
 from functions.core.models import LlmResult
 from functions.core.telemetry import SERVICE, LogEvent, MetricName
@@ -27,6 +33,8 @@ log = logging.getLogger(f"{SERVICE}.worker")
 class WorkerConfig:
     max_consecutive_errors: int = 5
     claim_lease_s: int = 300
+    # The claim refuses a candle older than this many intervals (None: no age limit).
+    stale_candle_intervals: int | None = 2
     max_reanalyses: int = 10
     stage: str = "local"
     paper_execution: bool = False
@@ -54,9 +62,47 @@ def error_kind(exc: LlmProxyError | DatabaseError) -> str:
     return "llm_unavailable"
 
 
+# Failures a new function version can cause by itself (its answers do not fit, or the
+# database refuses what it asked for), unlike an llm-proxy outage: the canary watches these.
+_ANSWER_ERROR_KINDS = frozenset({"llm_invalid_answer", "llm_rejected", "record_rejected"})
+
+_SKIP_METRICS = {
+    "duplicate": MetricName.DUPLICATE_CLAIMS_SKIPPED,
+    "stale": MetricName.STALE_JOBS_SKIPPED,
+    "token_cap": MetricName.TOKEN_CAP_SKIPPED,
+}
+
+
+def usage_of(result: LlmResult) -> CallUsage:
+    usage = result.answer.usage
+    return CallUsage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+        latency_ms=result.latency_ms,
+        model=result.answer.model,
+        trace_id=result.answer.trace_id,
+    )
+
+
+def failure_usage(exc: LlmProxyError | DatabaseError, result: LlmResult | None) -> CallUsage | None:
+    """What the failed call cost: the usage its invalid answer reported, or that of an
+    answer we judged invalid or the database refused. None when no answer came back."""
+    if isinstance(exc, LlmProxyError) and exc.usage is not None:
+        return exc.usage
+    return usage_of(result) if result is not None else None
+
+
+def count_failure(kind: str, metrics: Metrics) -> None:
+    metrics.count(MetricName.ANALYSIS_ERRORS)
+    if kind in _ANSWER_ERROR_KINDS:
+        metrics.count(MetricName.ANSWER_ERRORS)
+
+
 def skipped_claim(job: AnalysisJob, reason: str, metrics: Metrics) -> JobOutcome:
-    if reason == "duplicate":
-        metrics.count(MetricName.DUPLICATE_CLAIMS_SKIPPED)
+    """A refused claim: nothing was asked of the LLM and nothing counts toward auto-disable."""
+    if reason in _SKIP_METRICS:
+        metrics.count(_SKIP_METRICS[reason])
     log.info("Job skipped", extra={"workflow_id": str(job.workflow_id), "reason": reason})
     return JobOutcome("skipped", reason, job.workflow_id)
 
@@ -68,6 +114,7 @@ def record_llm_failure(
     repo: Repository,
     metrics: Metrics,
     config: WorkerConfig,
+    usage: CallUsage | None = None,
 ) -> JobOutcome:
     """Record a failed attempt against the workflow; the message is done.
 
@@ -78,9 +125,9 @@ def record_llm_failure(
     assert job.workflow_id is not None and job.candle is not None
     kind = error_kind(exc)
     failure = repo.record_workflow_failure(
-        job.workflow_id, job.candle.close_time, kind, str(exc), config.max_consecutive_errors
+        job.workflow_id, job.candle.close_time, kind, str(exc), config.max_consecutive_errors, usage=usage
     )
-    metrics.count(MetricName.ANALYSIS_ERRORS)
+    count_failure(kind, metrics)
     log.warning(
         LogEvent.ERROR,
         extra={
@@ -106,5 +153,6 @@ def record_llm_failure(
 
 def count_llm_success(result: LlmResult, metrics: Metrics) -> None:
     metrics.count(MetricName.ANALYSES_COMPLETED)
+    metrics.count(MetricName.ANSWERS_RECORDED)
     metrics.timing_ms(MetricName.ANALYSIS_LATENCY_MS, result.latency_ms)
     metrics.count(MetricName.TOKENS_USED, result.answer.usage.total_tokens)

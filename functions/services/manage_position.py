@@ -13,12 +13,19 @@ import logging
 from functions.core.contracts import AnalysisJob, format_time
 from functions.core.errors import DatabaseError, LlmProxyError, LlmProxyInvalidAnswer
 from functions.core.guardrails import Verdict, check_action, paper_fill
-from functions.core.models import ManagementAnswer, ManagePositionRequest, PositionContext, TraceMetadata
+from functions.core.models import (
+    LlmResult,
+    ManagementAnswer,
+    ManagePositionRequest,
+    PositionContext,
+    TraceMetadata,
+)
 from functions.core.telemetry import SERVICE, LogEvent, MetricName
 from functions.services.jobs import (
     JobOutcome,
     WorkerConfig,
     count_llm_success,
+    failure_usage,
     record_llm_failure,
     skipped_claim,
 )
@@ -55,7 +62,9 @@ def process_position_job(
     deadline: float | None = None,
 ) -> JobOutcome:
     assert job.workflow_id is not None and job.candle is not None
-    claim = repo.claim_candle(job.workflow_id, job.candle.close_time, config.claim_lease_s)
+    claim = repo.claim_candle(
+        job.workflow_id, job.candle.close_time, config.claim_lease_s, config.stale_candle_intervals
+    )
     if not claim.claimed:
         return skipped_claim(job, claim.reason, metrics)
     ctx = repo.position_context(job.workflow_id)
@@ -93,6 +102,7 @@ def process_position_job(
                 )
             return JobOutcome("done", f"paper_{fill.reason}", job.workflow_id)
 
+    result: LlmResult | None = None
     try:
         result = llm.manage_position(
             _request(job, ctx, config), idempotency_key=job.dedup_key, deadline=deadline
@@ -113,7 +123,9 @@ def process_position_job(
             latency_ms=result.latency_ms,
         )
     except (LlmProxyError, DatabaseError) as exc:  # DatabaseUnavailable propagates: redelivery
-        return record_llm_failure(job, exc, repo=repo, metrics=metrics, config=config)
+        return record_llm_failure(
+            job, exc, repo=repo, metrics=metrics, config=config, usage=failure_usage(exc, result)
+        )
     if outcome.outcome == "duplicate":
         metrics.count(MetricName.DUPLICATE_CANDLES_PROCESSED)
         return JobOutcome("skipped", "duplicate_record", job.workflow_id)

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from functions.core.contracts import AnalysisJob, CandleClosed, WorkflowType
+from functions.core.errors import CallUsage
 from functions.core.guardrails import Verdict
 from functions.core.models import (
     AnalyzeSignalRequest,
@@ -82,7 +83,9 @@ class Repository(Protocol):
     def initial_analysis_wanted(self, signal_id: UUID) -> tuple[bool, str]: ...
 
     # claims
-    def claim_candle(self, workflow_id: UUID, candle_time: datetime, lease_s: int) -> ClaimResult: ...
+    def claim_candle(
+        self, workflow_id: UUID, candle_time: datetime, lease_s: int, stale_intervals: int | None = None
+    ) -> ClaimResult: ...
     def claim_initial_analysis(self, signal_id: UUID, lease_s: int) -> ClaimResult: ...
 
     # context for prompts
@@ -112,16 +115,32 @@ class Repository(Protocol):
         exit_price: Decimal | None = None,
     ) -> DecisionOutcome: ...
     def record_workflow_failure(
-        self, workflow_id: UUID, candle_time: datetime | None, kind: str, message: str, max_errors: int
+        self,
+        workflow_id: UUID,
+        candle_time: datetime | None,
+        kind: str,
+        message: str,
+        max_errors: int,
+        *,
+        usage: CallUsage | None = None,
     ) -> FailureOutcome: ...
     def record_initial_failure(
-        self, signal_id: UUID, kind: str, message: str, *, release_claim: bool = False
+        self,
+        signal_id: UUID,
+        kind: str,
+        message: str,
+        *,
+        release_claim: bool = False,
+        usage: CallUsage | None = None,
     ) -> None: ...
 
     # fan-out and reconciliation
     def workflows_for_candle(self, candle: CandleClosed) -> list[tuple[UUID, WorkflowType]]: ...
     def reconcile(self, max_reanalyses: int) -> ReconcileOutcome: ...
     def signals_missing_initial_analysis(self) -> list[UUID]: ...
+    def rollout_admitted_share(self) -> float:
+        """Share (0..1) of users the rollout gate admits now (the token projection's scale)."""
+        ...
 
     # admin reads
     def list_workflows(

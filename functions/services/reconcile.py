@@ -44,6 +44,8 @@ def reconcile(
     metrics.count(MetricName.RECONCILER_FIXES, fixes)
     metrics.count(MetricName.ACTIVE_SETUP_WORKFLOWS, outcome.active_setup)
     metrics.count(MetricName.ACTIVE_POSITION_WORKFLOWS, outcome.active_positions)
+    # The token alarms divide by the projection times this share (template.yaml).
+    metrics.count(MetricName.ROLLOUT_ADMITTED_PERCENT, round(100 * repo.rollout_admitted_share(), 2))
     started = len(outcome.registered_setup) + len(outcome.registered_positions)
     if started:
         metrics.count(MetricName.WORKFLOWS_STARTED, started)

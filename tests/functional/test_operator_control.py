@@ -496,12 +496,10 @@ def test_rollout_show_and_dry_run_report_the_counts_without_writing(
 
 def test_rollout_update_is_generic_over_columns_and_refuses_unknown_ones(db: Database) -> None:
     with db.transaction() as conn:  # a column another branch adds later
-        conn.execute(
-            "alter table public.rollout_settings add column daily_token_cap bigint not null default 0"
-        )
-    out = set_gate(db, daily_token_cap=50_000)
-    assert (out["before"]["daily_token_cap"], out["after"]["daily_token_cap"]) == (0, 50_000)
-    assert out["changed"] == ["daily_token_cap"]
+        conn.execute("alter table public.rollout_settings add column future_knob bigint not null default 0")
+    out = set_gate(db, future_knob=50_000)
+    assert (out["before"]["future_knob"], out["after"]["future_knob"]) == (0, 50_000)
+    assert out["changed"] == ["future_knob"]
     before = snapshot(db)
     for bad in ({"percnt": 5}, {"updated_by": "me"}, {"percent": 101}, {"enabled": None}):
         with pytest.raises(DatabaseError):

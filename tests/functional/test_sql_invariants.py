@@ -369,6 +369,7 @@ def test_rollout_gate_keeps_users_out_until_enabled(db: Database) -> None:
 
 TABLES = [
     "user_profiles",
+    "llm_calls",
     "traders",
     "signals",
     "signal_analyses",

@@ -36,6 +36,7 @@ def lambda_env_vars() -> set[str]:
     from functions.settings import Settings
 
     names = {_env_name(n, f) for n, f in Settings.model_fields.items()}
+    names = {n for n in names if not _runtime_provided(n)}  # e.g. AWS_LAMBDA_FUNCTION_VERSION
     scanned = _cfn.env_reads(_cfn.python_files("functions", exclude=NOT_IN_LAMBDA))
     names |= {n for n in scanned if not _runtime_provided(n)}
     return names

@@ -16,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from functions.core.contracts import AnalysisJob, CandleClosed, WorkflowType
+from functions.core.errors import CallUsage
 from functions.core.guardrails import Verdict
 from functions.core.models import (
     AnalyzeSignalRequest,
@@ -58,6 +59,7 @@ class FakeRepository:
     )
     registration: Registration = field(default_factory=lambda: Registration(action="registered"))
     initial_wanted: tuple[bool, str] = (True, "wanted")
+    admitted_share: float = 1.0
     # Raised by every record + apply call (the database refusing what was asked).
     record_error: Exception | None = None
     calls: list[Call] = field(default_factory=list)
@@ -89,8 +91,10 @@ class FakeRepository:
         return self.initial_wanted
 
     # claims
-    def claim_candle(self, workflow_id: UUID, candle_time: datetime, lease_s: int) -> ClaimResult:
-        self._record("claim_candle", workflow_id, candle_time, lease_s)
+    def claim_candle(
+        self, workflow_id: UUID, candle_time: datetime, lease_s: int, stale_intervals: int | None = None
+    ) -> ClaimResult:
+        self._record("claim_candle", workflow_id, candle_time, lease_s, stale_intervals=stale_intervals)
         return self.claim
 
     def claim_initial_analysis(self, signal_id: UUID, lease_s: int) -> ClaimResult:
@@ -153,15 +157,30 @@ class FakeRepository:
         return self.decision_outcome
 
     def record_workflow_failure(
-        self, workflow_id: UUID, candle_time: datetime | None, kind: str, message: str, max_errors: int
+        self,
+        workflow_id: UUID,
+        candle_time: datetime | None,
+        kind: str,
+        message: str,
+        max_errors: int,
+        *,
+        usage: CallUsage | None = None,
     ) -> FailureOutcome:
-        self._record("record_workflow_failure", workflow_id, candle_time, kind, message, max_errors)
+        self._record(
+            "record_workflow_failure", workflow_id, candle_time, kind, message, max_errors, usage=usage
+        )
         return self.failure
 
     def record_initial_failure(
-        self, signal_id: UUID, kind: str, message: str, *, release_claim: bool = False
+        self,
+        signal_id: UUID,
+        kind: str,
+        message: str,
+        *,
+        release_claim: bool = False,
+        usage: CallUsage | None = None,
     ) -> None:
-        self._record("record_initial_failure", signal_id, kind, message, release_claim)
+        self._record("record_initial_failure", signal_id, kind, message, release_claim, usage=usage)
 
     # fan-out and reconciliation
     def workflows_for_candle(self, candle: CandleClosed) -> list[tuple[UUID, WorkflowType]]:
@@ -173,6 +192,10 @@ class FakeRepository:
 
     def signals_missing_initial_analysis(self) -> list[UUID]:
         raise NotImplementedError
+
+    def rollout_admitted_share(self) -> float:
+        self._record("rollout_admitted_share")
+        return self.admitted_share
 
     # admin reads
     def list_workflows(
