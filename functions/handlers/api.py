@@ -14,6 +14,7 @@ import json
 from typing import Annotated, Any
 from uuid import UUID
 
+from aws_lambda_powertools import Logger
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -21,8 +22,12 @@ from fastapi.responses import JSONResponse
 from mangum import Mangum
 
 from functions.core.errors import CmonError, InvalidInput, NotFound, TransientError
+from functions.core.telemetry import SERVICE
 from functions.handlers import wiring
 from functions.services.register import handle_webhook
+
+# The services log the brief's lines on `cmon.*` loggers; this gives them the JSON handler.
+logger = Logger(service=SERVICE)
 
 Deps = Annotated[wiring.Container, Depends(wiring.container)]
 
