@@ -236,3 +236,28 @@ def test_the_gate_keeps_other_tiers_and_denied_users_out(db: Database) -> None:
         "update public.rollout_settings set deny_user_ids = array[%(e)s::uuid] returning id", {"e": elite}
     )
     assert db.fetch_one("select public.monitoring_allowed(%(e)s) as ok", {"e": elite}) == {"ok": False}
+
+
+def test_a_wait_on_a_finished_signal_starts_nothing(db: Database) -> None:
+    signal = f.signal(db, f.trader(db), status="expired")
+    out = db.call("register_setup_monitoring", analysis_id=f.analysis(db, signal, "wait"), max_reanalyses=3)
+    assert out == {"action": "ignored", "reason": "signal_expired"}
+    assert db.fetch_all("select id from public.workflow_schedules") == []
+
+
+def test_a_closed_position_starts_no_management(db: Database) -> None:
+    position = f.position(db, f.trader(db))
+    db.fetch_one(
+        "update public.positions set status = 'closed' where id = %(p)s returning id", {"p": position}
+    )
+    out = db.call("register_position_management", position_id=position, check_gate=True)
+    assert out == {"action": "ignored", "reason": "position_closed"}
+    assert db.fetch_all("select id from public.workflow_schedules") == []
+
+
+def test_a_claim_for_a_finished_signal_stops_its_workflow(db: Database) -> None:
+    wf, signal = _setup(db)
+    db.fetch_one("update public.signals set status = 'entered' where id = %(s)s returning id", {"s": signal})
+    assert _claim(db, wf, T0) == {"claimed": False, "reason": "entity_closed"}
+    row = _row(db, "workflow_schedules", wf)
+    assert (row["is_active"], row["stopped_reason"]) == (False, "signal_entered")
