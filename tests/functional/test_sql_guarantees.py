@@ -261,3 +261,22 @@ def test_a_claim_for_a_finished_signal_stops_its_workflow(db: Database) -> None:
     assert _claim(db, wf, T0) == {"claimed": False, "reason": "entity_closed"}
     row = _row(db, "workflow_schedules", wf)
     assert (row["is_active"], row["stopped_reason"]) == (False, "signal_entered")
+
+
+def test_the_reconciler_queues_lost_initial_analyses_between_one_minute_and_one_hour_old(
+    db: Database,
+) -> None:
+    trader = f.trader(db, auto_analyze=True)
+    ages = {"fresh": 0.5, "lost": 2, "old": 90, "moved_on": 2}
+    ids = {name: f.signal(db, trader) for name in ages}
+    db.fetch_one(
+        "update public.signals set status = 'expired' where id = %(s)s returning id", {"s": ids["moved_on"]}
+    )
+    for name, minutes in ages.items():
+        db.fetch_one(
+            "update public.signals set created_at = now() - make_interval(secs => %(m)s * 60)"
+            " where id = %(s)s returning id",
+            {"s": ids[name], "m": minutes},
+        )
+    rows = db.fetch_all("select * from public.signals_missing_initial_analysis() as id")
+    assert [r["id"] for r in rows] == [ids["lost"]]
