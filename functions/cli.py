@@ -40,6 +40,16 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def _uuid_arg(value: str) -> str:
+    """An id argument, checked by argparse: a typo is a usage error (exit 2), not a traceback."""
+    from uuid import UUID
+
+    try:
+        return str(UUID(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a UUID: {value!r}") from None
+
+
 # db ---------------------------------------------------------------------------------
 
 
@@ -307,11 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     lst.set_defaults(func=_workflows_list)
     show = wf.add_parser("show", help="one workflow with its analyses, decisions and errors")
     add_db_args(show)
-    show.add_argument("workflow_id")
+    show.add_argument("workflow_id", type=_uuid_arg)
     show.set_defaults(func=_workflows_show)
     stop = wf.add_parser("stop", help="stop one workflow")
     add_db_args(stop)
-    stop.add_argument("workflow_id")
+    stop.add_argument("workflow_id", type=_uuid_arg)
     stop.add_argument("--reason", default="stopped_by_admin")
     stop.set_defaults(func=_workflows_stop)
     cli_operator.add_workflows_resume(wf, add_db_args)

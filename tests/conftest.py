@@ -11,6 +11,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -47,7 +48,9 @@ def template_db(pg_admin_url: str) -> str:
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
         conn.execute(f'create database "{name}"')
-    migrate(_with_db(pg_admin_url, name))
+    # The SQL mutation check (tests/mutations/sql_mutations.py) points this at a mutated copy.
+    override = os.environ.get("CMON_TEST_MIGRATIONS_DIR")
+    migrate(_with_db(pg_admin_url, name), migrations_dir=Path(override) if override else None)
     return name
 
 

@@ -28,6 +28,7 @@ from functions.core.models import (
     SetupAnswer,
     SetupContext,
     SetupOutcome,
+    WorkflowIdentity,
 )
 
 _HISTORY = 5  # previous analyses / decisions given to the LLM as context
@@ -391,3 +392,25 @@ class PostgresRepository:
             )
         ]
         return detail
+
+    # log fields -------------------------------------------------------------------------
+
+    def workflow_identity(self, workflow_id: UUID) -> WorkflowIdentity:
+        row = self.db.fetch_one(
+            "select w.id as workflow_id, w.workflow_type, coalesce(w.signal_id, p.signal_id) as signal_id,"
+            " w.position_id, w.symbol, w.interval, w.stopped_reason from public.workflow_schedules w"
+            " left join public.positions p on p.id = w.position_id where w.id = %(id)s",
+            {"id": workflow_id},
+        )
+        if row is None:
+            raise NotFound(f"workflow {workflow_id} not found")
+        return WorkflowIdentity.model_validate(row)
+
+    def initial_failure_count(self, signal_id: UUID) -> int:
+        """Failed initial analyses of the signal: it has no workflow counter (yet)."""
+        row = self.db.fetch_one(
+            "select count(*) as n from public.workflow_errors"
+            " where signal_id = %(s)s and workflow_id is null",
+            {"s": signal_id},
+        )
+        return int(row["n"]) if row is not None else 0

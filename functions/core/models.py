@@ -261,3 +261,17 @@ class PositionContext(BaseModel):
     position: PositionSnapshot
     position_row: dict[str, Any]
     recent_decisions: list[dict[str, Any]]
+
+
+class WorkflowIdentity(BaseModel):
+    """Who a workflow is about: what the brief's log lines name (signal, symbol, interval)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workflow_id: UUID
+    workflow_type: str
+    signal_id: UUID | None = None
+    position_id: UUID | None = None
+    symbol: str
+    interval: str
+    stopped_reason: str | None = None

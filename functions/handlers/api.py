@@ -14,6 +14,7 @@ import json
 from typing import Annotated, Any
 from uuid import UUID
 
+from aws_lambda_powertools import Logger
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -23,9 +24,13 @@ from pydantic import BaseModel
 
 from functions.core.errors import CmonError, InvalidInput, NotFound, TransientError
 from functions.core.operator import ResumeResult
+from functions.core.telemetry import SERVICE
 from functions.handlers import wiring
 from functions.services.operator import Operator
 from functions.services.register import handle_webhook
+
+# The services log the brief's lines on `cmon.*` loggers; this gives them the JSON handler.
+logger = Logger(service=SERVICE)
 
 Deps = Annotated[wiring.Container, Depends(wiring.container)]
 

@@ -21,7 +21,7 @@ HTTP controls for `cmon local` users (no auth; the server binds to loopback):
 `POST /_stub/queue` `{"kind": "setup"|"management", "entity_id": ..., "answers": [...]}`,
 `POST /_stub/fail` `{"entity_id": ..., "times": 1, "status": 500|"timeout"|"invalid"}`,
 `POST /_stub/config` `{"latency_ms": ..., "failure_rate": ..., "seed": ..., ...}`,
-`GET /_stub/calls`, `POST /_stub/reset`, `GET /health`.
+`GET /_stub/calls`, `GET /_stub/usage` (tokens served), `POST /_stub/reset`, `GET /health`.
 
 The Edge Function layout too (`LLM_PROXY_TRANSPORT=edge`): `POST /functions/v1/<function>/
 analyze-signal` and `.../manage-position` answer as the plain paths do (and are recorded
@@ -29,6 +29,9 @@ under them), after the checks Supabase's gateway makes: with a key, both `Author
 Bearer <key>` and `apikey: <key>` must match (else 401); another function name is a 404.
 `fail_relay(times)` makes the relay fail (502 with `x-relay-error: true`, the function never
 runs, nothing recorded) as Supabase's does when it cannot reach a function.
+
+Token counts: `prompt_tokens`/`completion_tokens` (950/150) per answer, or, with
+`token_jitter` > 0, drawn around them from a seeded normal distribution.
 """
 
 from __future__ import annotations
@@ -98,6 +101,10 @@ class _Config:
     seed: int | None = 0
     prompt_tokens: int = 950
     completion_tokens: int = 150
+    # Relative standard deviation of the token counts: 0 serves exactly the counts above;
+    # 0.25 draws each answer's prompt and completion counts from a normal distribution
+    # around them (seeded by `seed`, at least 1 token each), as a real model varies.
+    token_jitter: float = 0.0
     # How long "timeout" mode holds a request: longer than any sane client timeout; the
     # wait is cut short by `stop()` so the server never lingers.
     timeout_sleep_s: float = 30.0
@@ -145,6 +152,7 @@ class StubLlmProxy:
         self._state = _State()
         self._config = _Config()
         self._rng = random.Random(self._config.seed)
+        self._token_rng = random.Random(self._config.seed)
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -216,7 +224,7 @@ class StubLlmProxy:
 
     def configure(self, **options: Any) -> None:
         """Set `latency_ms`, `failure_rate` (random 500s), `seed`, `prompt_tokens`,
-        `completion_tokens` or `timeout_sleep_s`; the others keep their values."""
+        `completion_tokens`, `token_jitter` or `timeout_sleep_s`; the others keep their values."""
         with self._lock:
             for name, value in options.items():
                 if not hasattr(self._config, name):
@@ -225,6 +233,7 @@ class StubLlmProxy:
                 if name == "seed":
                     value = None if value is None else int(value)
                     self._rng = random.Random(value)
+                    self._token_rng = random.Random(value)
                 elif isinstance(current, bool) or current is None:
                     pass
                 elif isinstance(current, int):
@@ -234,6 +243,9 @@ class StubLlmProxy:
                 setattr(self._config, name, value)
             if not 0.0 <= self._config.failure_rate <= 1.0:
                 self._config.failure_rate = min(max(self._config.failure_rate, 0.0), 1.0)
+            if self._config.token_jitter < 0:
+                self._config.token_jitter = 0.0
+                raise ValueError("token_jitter must not be negative")
 
     def reset(self) -> None:
         """Back to as-constructed: queues, failures, idempotency cache, calls and config."""
@@ -242,11 +254,24 @@ class StubLlmProxy:
             self._config = _Config()
             self._rng = random.Random(self._config.seed)
             self._relay_failures = 0
+            self._token_rng = random.Random(self._config.seed)
 
     @property
     def calls(self) -> list[StubCall]:
         with self._lock:
             return list(self._state.calls)
+
+    def served_usage(self) -> dict[str, int]:
+        """The tokens of every answer the stub sent (HTTP 200 with a usage), summed: what
+        a test compares with what the system recorded."""
+        totals = {"answers": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        for call in self.calls:
+            usage = (call.answer or {}).get("usage") if call.status == 200 else None
+            if isinstance(usage, dict):
+                totals["answers"] += 1
+                for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+                    totals[key] += int(usage[key])
+        return totals
 
     def calls_for(self, entity_id: str | UUID) -> list[StubCall]:
         wanted = str(entity_id)
@@ -351,11 +376,12 @@ class StubLlmProxy:
             scripted = queue.popleft()
         self._state.sequence += 1
         config = self._config
+        prompt, completion = self._draw(config.prompt_tokens), self._draw(config.completion_tokens)
         base: dict[str, Any] = {
             "usage": {
-                "prompt_tokens": config.prompt_tokens,
-                "completion_tokens": config.completion_tokens,
-                "total_tokens": config.prompt_tokens + config.completion_tokens,
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
             },
             "model": MODEL_NAME,
             "trace_id": f"stub-trace-{self._state.sequence:06d}",
@@ -363,6 +389,12 @@ class StubLlmProxy:
         if kind == "setup":
             return {**base, **_setup_answer(body, scripted)}
         return {**base, **_management_answer(scripted)}
+
+    def _draw(self, mean: int) -> int:
+        jitter = self._config.token_jitter
+        if jitter == 0:
+            return mean
+        return max(1, round(self._token_rng.gauss(mean, mean * jitter)))
 
 
 # -- the default heuristic and the scripted answers --------------------------------------
@@ -518,6 +550,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, _dump({"status": "ok", "model": MODEL_NAME}))
         elif self.path == "/_stub/calls":
             self._send(200, _dump([asdict(call) for call in stub.calls]))
+        elif self.path == "/_stub/usage":
+            self._send(200, _dump(stub.served_usage()))
         else:
             self._send(404, _dump({"error": "not found"}))
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
+from typing import Any
+from uuid import UUID
 
 from functions.core.contracts import AnalysisJob, JobKind, format_time
 from functions.core.errors import DatabaseError, LlmProxyError, LlmProxyInvalidAnswer, LlmProxyUnavailable
@@ -34,6 +36,7 @@ from functions.services.jobs import (
     record_llm_failure,
     skipped_claim,
 )
+from functions.services.log_fields import error_fields, identity_fields, workflow_fields
 from functions.services.ports import LlmProxy, Metrics, Repository
 
 log = logging.getLogger(f"{SERVICE}.setup")
@@ -80,14 +83,37 @@ def _answer(result: LlmResult, *, price: Decimal | None) -> SetupAnswer:
     return answer
 
 
+# The SQL outcome of a setup answer that stops its workflow, and the stopped_reason it wrote.
+_STOPPED_REASON = {"expired": "max_reanalyses", "entered": "entered", "bad_setup": "bad_setup"}
+
+
+def _fields(job: AnalysisJob, ctx: SetupContext, workflow_id: UUID | None = None) -> dict[str, Any]:
+    return workflow_fields(
+        workflow_id=job.workflow_id or workflow_id,
+        signal_id=ctx.signal_id,
+        symbol=ctx.signal.get("symbol"),
+        interval=job.candle.interval if job.candle else None,
+    )
+
+
 def _log_outcome(
-    job: AnalysisJob, answer: SetupAnswer, result: LlmResult, outcome: SetupOutcome, metrics: Metrics
+    job: AnalysisJob,
+    ctx: SetupContext,
+    answer: SetupAnswer,
+    result: LlmResult,
+    outcome: SetupOutcome,
+    *,
+    repo: Repository,
+    metrics: Metrics,
 ) -> None:
+    fields = _fields(job, ctx, outcome.workflow_id)
     log.info(
         LogEvent.ANALYSIS_COMPLETE,
         extra={
-            "workflow_id": str(job.workflow_id or outcome.workflow_id),
-            "signal_id": str(job.signal_id or ""),
+            **fields,
+            "analysis_type": (
+                AnalysisType.MONITORING if job.kind is JobKind.CANDLE else AnalysisType.INITIAL
+            ).value,
             "decision": answer.decision.value,
             "confidence": answer.confidence,
             "tokens": answer.usage.total_tokens,
@@ -95,20 +121,17 @@ def _log_outcome(
             "outcome": outcome.outcome,
         },
     )
-    if outcome.outcome in ("expired", "entered", "bad_setup"):
+    if job.kind is JobKind.CANDLE and outcome.outcome in _STOPPED_REASON:
         metrics.count(MetricName.WORKFLOWS_STOPPED)
-        log.info(
-            LogEvent.WORKFLOW_STOPPED, extra={"workflow_id": str(job.workflow_id), "reason": outcome.outcome}
-        )
-    if outcome.position_workflow_id is not None or outcome.outcome == "monitoring":
+        log.info(LogEvent.WORKFLOW_STOPPED, extra={**fields, "reason": _STOPPED_REASON[outcome.outcome]})
+    started = outcome.position_workflow_id or (
+        outcome.workflow_id if outcome.outcome == "monitoring" else None
+    )
+    if started is not None:
         metrics.count(MetricName.WORKFLOWS_STARTED)
         log.info(
             LogEvent.WORKFLOW_STARTED,
-            extra={
-                "workflow_id": str(outcome.position_workflow_id or outcome.workflow_id),
-                "via": "analysis",
-                "position_id": str(outcome.position_id or ""),
-            },
+            extra={**identity_fields(repo.workflow_identity(started)), "via": "analysis"},
         )
 
 
@@ -141,14 +164,20 @@ def process_setup_job(
         outcome = repo.record_setup_analysis(job.workflow_id, job.candle, answer, result.latency_ms)
     except (LlmProxyError, DatabaseError) as exc:  # DatabaseUnavailable propagates: redelivery
         return record_llm_failure(
-            job, exc, repo=repo, metrics=metrics, config=config, usage=failure_usage(exc, result)
+            job,
+            exc,
+            repo=repo,
+            metrics=metrics,
+            config=config,
+            usage=failure_usage(exc, result),
+            fields=_fields(job, ctx),
         )
     if outcome.outcome == "duplicate":
         # The claim should make this impossible: an alarm watches this metric.
         metrics.count(MetricName.DUPLICATE_CANDLES_PROCESSED)
         return JobOutcome("skipped", "duplicate_record", job.workflow_id)
     count_llm_success(result, metrics)
-    _log_outcome(job, answer, result, outcome, metrics)
+    _log_outcome(job, ctx, answer, result, outcome, repo=repo, metrics=metrics)
     return JobOutcome("done", outcome.outcome, job.workflow_id, result.latency_ms, answer.usage.total_tokens)
 
 
@@ -185,20 +214,18 @@ def _initial(
             usage=failure_usage(exc, result),
         )
         count_failure(error_kind(exc), metrics)
+        consecutive = repo.initial_failure_count(job.signal_id)
         log.warning(
             LogEvent.ERROR,
-            extra={
-                "signal_id": str(job.signal_id),
-                "error_kind": error_kind(exc),
-                "error_message": str(exc)[:500],
-            },
-        )
+            extra={**_fields(job, ctx), "analysis_type": AnalysisType.INITIAL.value,
+                   **error_fields(exc, error_kind(exc), consecutive)},
+        )  # fmt: skip
         return JobOutcome("failed", error_kind(exc))
     if outcome.outcome == "duplicate":
         metrics.count(MetricName.DUPLICATE_CANDLES_PROCESSED)
         return JobOutcome("skipped", "duplicate_record")
     count_llm_success(result, metrics)
-    _log_outcome(job, answer, result, outcome, metrics)
+    _log_outcome(job, ctx, answer, result, outcome, repo=repo, metrics=metrics)
     return JobOutcome(
         "done", outcome.outcome, outcome.workflow_id, result.latency_ms, answer.usage.total_tokens
     )

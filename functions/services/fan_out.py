@@ -65,6 +65,8 @@ def fan_out(
         LogEvent.CANDLE_CLOSED,
         extra={
             "stream": f"{candle.symbol}-{candle.interval}",
+            "symbol": candle.symbol,
+            "interval": candle.interval,
             "close_time": candle.close_time.isoformat(),
             "monitors_count": len(workflows),
             "source": candle.source.value,

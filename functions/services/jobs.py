@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 from functions.core.contracts import AnalysisJob
@@ -24,6 +25,7 @@ from functions.core.errors import (
 from functions.core.guardrails import GuardrailConfig
 from functions.core.models import LlmResult
 from functions.core.telemetry import SERVICE, LogEvent, MetricName
+from functions.services.log_fields import error_fields, workflow_fields
 from functions.services.ports import Metrics, Repository
 
 log = logging.getLogger(f"{SERVICE}.worker")
@@ -115,8 +117,12 @@ def record_llm_failure(
     metrics: Metrics,
     config: WorkerConfig,
     usage: CallUsage | None = None,
+    fields: dict[str, Any] | None = None,
 ) -> JobOutcome:
     """Record a failed attempt against the workflow; the message is done.
+
+    `fields` are the brief's log fields of the workflow (signal, position, symbol,
+    interval), so its `Error` and `Workflow stopped` lines say what failed.
 
     Also takes a `DatabaseError` from the record call: the database refused what the
     answer asked for (a permanent error, unlike `DatabaseUnavailable`). Redelivering
@@ -128,25 +134,14 @@ def record_llm_failure(
         job.workflow_id, job.candle.close_time, kind, str(exc), config.max_consecutive_errors, usage=usage
     )
     count_failure(kind, metrics)
-    log.warning(
-        LogEvent.ERROR,
-        extra={
-            "workflow_id": str(job.workflow_id),
-            "error_kind": kind,
-            "error_message": str(exc)[:500],
-            "consecutive_errors": failure.consecutive_errors,
-        },
-    )
+    who = fields or workflow_fields(workflow_id=job.workflow_id, signal_id=job.signal_id)
+    log.warning(LogEvent.ERROR, extra={**who, **error_fields(exc, kind, failure.consecutive_errors)})
     if failure.disabled:
         metrics.count(MetricName.WORKFLOWS_AUTO_DISABLED)
         metrics.count(MetricName.WORKFLOWS_STOPPED)
         log.warning(
             LogEvent.WORKFLOW_STOPPED,
-            extra={
-                "workflow_id": str(job.workflow_id),
-                "reason": "auto_disabled",
-                "consecutive_errors": failure.consecutive_errors,
-            },
+            extra={**who, "reason": "auto_disabled", "consecutive_errors": failure.consecutive_errors},
         )
     return JobOutcome("failed", kind, job.workflow_id)
 

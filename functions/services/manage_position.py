@@ -29,6 +29,7 @@ from functions.services.jobs import (
     record_llm_failure,
     skipped_claim,
 )
+from functions.services.log_fields import workflow_fields
 from functions.services.ports import LlmProxy, Metrics, Repository
 
 log = logging.getLogger(f"{SERVICE}.positions")
@@ -68,6 +69,13 @@ def process_position_job(
     if not claim.claimed:
         return skipped_claim(job, claim.reason, metrics)
     ctx = repo.position_context(job.workflow_id)
+    fields = workflow_fields(
+        workflow_id=job.workflow_id,
+        signal_id=ctx.position_row.get("signal_id"),
+        position_id=ctx.position.id,
+        symbol=job.candle.symbol,
+        interval=job.candle.interval,
+    )
 
     if config.paper_execution:
         fill = paper_fill(ctx.position, job.candle.low, job.candle.high)
@@ -87,7 +95,7 @@ def process_position_job(
             log.info(
                 LogEvent.DECISION_APPLIED,
                 extra={
-                    "workflow_id": str(job.workflow_id),
+                    **fields,
                     "action": "close",
                     "source": "paper",
                     "reason": fill.reason,
@@ -98,7 +106,7 @@ def process_position_job(
                 metrics.count(MetricName.WORKFLOWS_STOPPED)
                 log.info(
                     LogEvent.WORKFLOW_STOPPED,
-                    extra={"workflow_id": str(job.workflow_id), "reason": f"paper_{fill.reason}"},
+                    extra={**fields, "reason": f"paper_{fill.reason}"},
                 )
             return JobOutcome("done", f"paper_{fill.reason}", job.workflow_id)
 
@@ -124,7 +132,13 @@ def process_position_job(
         )
     except (LlmProxyError, DatabaseError) as exc:  # DatabaseUnavailable propagates: redelivery
         return record_llm_failure(
-            job, exc, repo=repo, metrics=metrics, config=config, usage=failure_usage(exc, result)
+            job,
+            exc,
+            repo=repo,
+            metrics=metrics,
+            config=config,
+            usage=failure_usage(exc, result),
+            fields=fields,
         )
     if outcome.outcome == "duplicate":
         metrics.count(MetricName.DUPLICATE_CANDLES_PROCESSED)
@@ -134,10 +148,21 @@ def process_position_job(
     if outcome.outcome == "rejected":
         metrics.count(MetricName.GUARDRAIL_REJECTIONS)
     log.info(
+        LogEvent.ANALYSIS_COMPLETE,
+        extra={
+            **fields,
+            "analysis_type": "position_management",
+            "decision": answer.action,
+            "confidence": answer.confidence,
+            "tokens": answer.usage.total_tokens,
+            "latency_ms": result.latency_ms,
+            "outcome": outcome.outcome,
+        },
+    )
+    log.info(
         LogEvent.DECISION_APPLIED,
         extra={
-            "workflow_id": str(job.workflow_id),
-            "position_id": str(ctx.position.id),
+            **fields,
             "action": answer.action,
             "outcome": outcome.outcome,
             "reason": outcome.reason,
@@ -148,6 +173,6 @@ def process_position_job(
     )
     if outcome.workflow_stopped:
         metrics.count(MetricName.WORKFLOWS_STOPPED)
-        log.info(LogEvent.WORKFLOW_STOPPED, extra={"workflow_id": str(job.workflow_id), "reason": "closed"})
+        log.info(LogEvent.WORKFLOW_STOPPED, extra={**fields, "reason": "position_closed"})
     detail = outcome.outcome if outcome.reason is None else f"{outcome.outcome}:{outcome.reason}"
     return JobOutcome("done", detail, job.workflow_id, result.latency_ms, answer.usage.total_tokens)

@@ -30,6 +30,7 @@ from functions.core.models import (
     SetupAnswer,
     SetupContext,
     SetupOutcome,
+    WorkflowIdentity,
 )
 from functions.core.telemetry import MetricName
 
@@ -152,6 +153,10 @@ class Repository(Protocol):
         limit: int = 100,
     ) -> list[dict[str, Any]]: ...
     def workflow_detail(self, workflow_id: UUID) -> dict[str, Any]: ...
+
+    # what the brief's log lines name (read only when a workflow starts, stops or fails)
+    def workflow_identity(self, workflow_id: UUID) -> WorkflowIdentity: ...
+    def initial_failure_count(self, signal_id: UUID) -> int: ...
 
 
 class OperatorStore(Protocol):

@@ -13,6 +13,7 @@ from functions.core.contracts import AnalysisJob, JobKind
 from functions.core.models import ReconcileOutcome
 from functions.core.operator import InitialAnalysisBy
 from functions.core.telemetry import SERVICE, LogEvent, MetricName
+from functions.services.log_fields import identity_fields
 from functions.services.ports import JobQueue, Metrics, Repository
 
 log = logging.getLogger(f"{SERVICE}.reconciler")
@@ -52,11 +53,17 @@ def reconcile(
     if outcome.stopped:
         metrics.count(MetricName.WORKFLOWS_STOPPED, len(outcome.stopped))
     for wf in (*outcome.registered_setup, *outcome.registered_positions):
-        log.info(LogEvent.WORKFLOW_STARTED, extra={"workflow_id": str(wf), "via": "reconciler"})
+        identity = repo.workflow_identity(wf)
+        log.info(LogEvent.WORKFLOW_STARTED, extra={**identity_fields(identity), "via": "reconciler"})
     for wf in outcome.stopped:
+        identity = repo.workflow_identity(wf)
         log.info(
             LogEvent.WORKFLOW_STOPPED,
-            extra={"workflow_id": str(wf), "reason": "entity_closed", "via": "reconciler"},
+            extra={
+                **identity_fields(identity),
+                "reason": identity.stopped_reason or "entity_closed",
+                "via": "reconciler",
+            },
         )
     log.info(
         "Reconciled",

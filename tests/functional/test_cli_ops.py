@@ -59,7 +59,6 @@ def test_metrics_count_what_happened(db: Database, db_url: str, capsys: pytest.C
     assert report["tokens"] == 1100
     assert report["errors"] == 1
     assert report["error_rate"] == pytest.approx(1 / 3, abs=1e-3)
-    assert report["duplicate_candles"] == 0
 
 
 def test_rollout_set_and_show(db: Database, db_url: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -177,6 +177,44 @@ def test_token_counts_are_configurable(stub: StubLlmProxy, client: HttpLlmProxy)
     assert result.answer.usage.total_tokens == 13
 
 
+def test_token_jitter_draws_seeded_counts_and_the_stub_sums_what_it_served(stub: StubLlmProxy) -> None:
+    def draws(seed: int) -> list[tuple[int, int]]:
+        stub.reset()
+        stub.configure(token_jitter=0.25, seed=seed)
+        with make_client(stub) as client:
+            usages = [
+                client.analyze_signal(setup_request(uuid4()), idempotency_key=f"k{i}").answer.usage
+                for i in range(30)
+            ]
+        served = stub.served_usage()
+        assert served == {
+            "answers": 30,
+            "prompt_tokens": sum(u.prompt_tokens for u in usages),
+            "completion_tokens": sum(u.completion_tokens for u in usages),
+            "total_tokens": sum(u.total_tokens for u in usages),
+        }
+        assert all(u.total_tokens == u.prompt_tokens + u.completion_tokens for u in usages)
+        return [(u.prompt_tokens, u.completion_tokens) for u in usages]
+
+    first = draws(7)
+    assert len(set(first)) > 20  # a distribution, not a constant
+    assert draws(7) == first  # seeded: the same run twice
+    assert draws(8) != first
+    assert 800 < sum(p for p, _ in first) / 30 < 1100  # around the configured 950
+    with pytest.raises(ValueError, match="token_jitter"):
+        stub.configure(token_jitter=-1)
+
+
+def test_usage_endpoint_reports_the_tokens_served(stub: StubLlmProxy, client: HttpLlmProxy) -> None:
+    stub.configure(prompt_tokens=10, completion_tokens=3)
+    client.analyze_signal(setup_request(uuid4()), idempotency_key="a")
+    stub.fail("*", 1, 500)
+    with pytest.raises(LlmProxyUnavailable):
+        client.analyze_signal(setup_request(uuid4()), idempotency_key="b")
+    body = httpx.get(f"{stub.url}/_stub/usage").json()
+    assert body == {"answers": 1, "prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}
+
+
 # -- failures -----------------------------------------------------------------------------
 
 

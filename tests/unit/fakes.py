@@ -33,6 +33,7 @@ from functions.core.models import (
     SetupAnswer,
     SetupContext,
     SetupOutcome,
+    WorkflowIdentity,
 )
 from functions.core.telemetry import MetricName
 
@@ -52,6 +53,7 @@ class FakeRepository:
     claim: ClaimResult = field(default_factory=lambda: ClaimResult(claimed=True, reason="claimed"))
     setup_ctx: SetupContext | None = None
     position_ctx: PositionContext | None = None
+    identity: WorkflowIdentity | None = None
     setup_outcome: SetupOutcome = field(default_factory=lambda: SetupOutcome(outcome="continued"))
     decision_outcome: DecisionOutcome = field(default_factory=lambda: DecisionOutcome(outcome="applied"))
     failure: FailureOutcome = field(
@@ -210,6 +212,17 @@ class FakeRepository:
 
     def workflow_detail(self, workflow_id: UUID) -> dict[str, Any]:
         raise NotImplementedError
+
+    # log fields
+    def workflow_identity(self, workflow_id: UUID) -> WorkflowIdentity:
+        if self.identity is not None:
+            return self.identity
+        return WorkflowIdentity(
+            workflow_id=workflow_id, workflow_type="setup_monitoring", symbol="BTCUSDT", interval="1m"
+        )
+
+    def initial_failure_count(self, signal_id: UUID) -> int:
+        return len(self.called("record_initial_failure"))
 
 
 @dataclass

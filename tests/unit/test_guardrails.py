@@ -519,3 +519,21 @@ def test_realized_pnl_examples() -> None:
 @pytest.mark.parametrize("value", ["1e999999999999999999", "1e-999999999", "١٢", "1E+31"])
 def test_parse_price_refuses_implausible_or_non_ascii_numbers(value: str) -> None:
     assert parse_price(value) is None
+
+
+@pytest.mark.parametrize(
+    ("action", "params", "position", "reason"),
+    [
+        ("adjust_sl", {"stop_loss": "99"}, pos(status="closed"), "position_not_open"),
+        ("adjust_sl", {"stop_loss": "abc"}, pos(), "invalid_stop_loss"),
+        ("adjust_tp", {"take_profit": None}, pos(), "invalid_take_profit"),
+        ("adjust_tp", {"take_profit": "90"}, pos(), "take_profit_on_wrong_side_of_price"),
+        ("reduce", {"fraction": "2"}, pos(), "invalid_reduce_fraction"),
+    ],
+)
+def test_a_rejection_keeps_the_action_it_rejects(
+    action: str, params: dict[str, Any], position: PositionSnapshot, reason: str
+) -> None:
+    """The rejected action is what `management_decisions.action` records (not null)."""
+    verdict = check_action(action, params, position, Decimal("105"))
+    assert (verdict.action, verdict.apply, verdict.reason) == (action, False, reason)

@@ -14,7 +14,7 @@ import pytest
 
 from feed_service.streams import StreamId
 from functions.core import intervals
-from functions.core.contracts import CandleClosed, CandleSource
+from functions.core.contracts import CandleClosed
 from functions.core.telemetry import MetricName
 from tests.functional.feed.conftest import feed_settings, run, running_feed
 from tests.functional.feed.fake_binance import FakeBinanceWs, FakeKlinesRest, wait_until
@@ -363,7 +363,3 @@ def test_health_endpoint_reports_staleness() -> None:
                 assert missing.status_code == 404
 
     run(scenario())
-
-
-def test_source_is_stream_for_live_and_backfill_for_rest() -> None:
-    assert {s.value for s in CandleSource} == {"stream", "backfill"}
