@@ -23,8 +23,28 @@ _LOCK_KEY = 7_210_025_103  # any constant; identifies "cmon migrations" among ad
 
 
 def supabase_dir() -> Path:
-    """The repository's `supabase/` folder (the package is installed editable or run from source)."""
-    return Path(__file__).resolve().parents[2] / "supabase"
+    """The `supabase/` folder this installation ships: migrations, local bootstrap, seed.
+
+    A wheel carries it as the `functions.supabase` package data (see setup.py); an
+    editable install or a source checkout uses the repository's own `supabase/`. Never
+    `site-packages/supabase`, where the `supabase` client package lives.
+    """
+    package = Path(__file__).resolve().parents[1]  # .../functions
+    packaged = package / "supabase"
+    if (packaged / "migrations").is_dir():
+        return packaged
+    checkout = package.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "supabase" / "migrations").is_dir():
+        return checkout / "supabase"
+    raise InvalidInput(
+        f"this installation of cmon ships no SQL (neither {packaged} nor a source checkout): "
+        "reinstall the package, or pass --migrations-dir"
+    )
+
+
+def seed_sql() -> Path:
+    """Demo rows (`supabase db reset` applies them too)."""
+    return supabase_dir() / "seed.sql"
 
 
 @dataclass(frozen=True)
@@ -62,15 +82,11 @@ def migrate(
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> MigrateResult:
     """Apply pending migrations; return what was applied and what already was."""
-    base = supabase_dir()
-    folder = migrations_dir or base / "migrations"
+    folder = migrations_dir or supabase_dir() / "migrations"
     if not folder.is_dir():
-        raise InvalidInput(
-            f"no migrations folder at {folder} (install with `pip install -e .` from the "
-            "repository, or pass --migrations-dir)"
-        )
+        raise InvalidInput(f"no migrations folder at {folder} (pass --migrations-dir)")
     migrations = discover(folder)
-    bootstrap_sql = (bootstrap or base / "local_bootstrap.sql").read_text()
+    bootstrap_sql = (bootstrap or supabase_dir() / "local_bootstrap.sql").read_text()
     try:
         with psycopg.connect(database_url, autocommit=True, prepare_threshold=None) as conn:
             conn.execute("select pg_advisory_lock(%s)", (_LOCK_KEY,))
