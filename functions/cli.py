@@ -52,6 +52,7 @@ def _db_migrate(args: argparse.Namespace) -> int:
     data = {
         "applied": [f"{m.version}_{m.name}" for m in result.applied],
         "already_applied": result.already_applied,
+        "checksums_recorded": result.checksums_recorded,
     }
 
     def human(d: dict[str, Any]) -> str:
@@ -61,6 +62,12 @@ def _db_migrate(args: argparse.Namespace) -> int:
 
     _print(args, data, human)
     return 0
+
+
+def _db_status(args: argparse.Namespace) -> int:
+    from functions.db_commands import db_status
+
+    return db_status(_database_url(args), migrations_dir=args.migrations_dir, as_json=args.json)
 
 
 # workflows ----------------------------------------------------------------------------
@@ -282,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of <timestamp>_<name>.sql files (default: the repository's supabase/migrations)",
     )
     migrate.set_defaults(func=_db_migrate)
+    db_status = db.add_parser(
+        "status", help="applied, pending and changed migrations (exit 1 if an applied file changed)"
+    )
+    add_db_args(db_status)
+    db_status.add_argument("--migrations-dir", type=Path, default=None, help="as for `cmon db migrate`")
+    db_status.set_defaults(func=_db_status)
 
     wf = sub.add_parser("workflows", help="list, show and stop workflows").add_subparsers(
         dest="wf_command", required=True
