@@ -70,6 +70,12 @@ def _db_status(args: argparse.Namespace) -> int:
     return db_status(_database_url(args), migrations_dir=args.migrations_dir, as_json=args.json)
 
 
+def _db_install_webhooks(args: argparse.Namespace) -> int:
+    from functions.db_commands import install_webhooks
+
+    return install_webhooks(_database_url(args), args)
+
+
 # workflows ----------------------------------------------------------------------------
 
 
@@ -295,6 +301,25 @@ def build_parser() -> argparse.ArgumentParser:
     add_db_args(db_status)
     db_status.add_argument("--migrations-dir", type=Path, default=None, help="as for `cmon db migrate`")
     db_status.set_defaults(func=_db_status)
+    hooks = db.add_parser(
+        "install-webhooks",
+        help="install the three Supabase database webhooks (pg_net), the secret in Supabase Vault",
+    )
+    add_db_args(hooks)
+    hooks.add_argument("--url", required=True, help="the API's webhook URL (stack output WebhookUrl)")
+    hooks.add_argument(
+        "--timeout-ms", type=int, default=5000, help="pg_net timeout, 1000-10000 (default 5000)"
+    )
+    hooks.add_argument("--secret-name", default="cmon_webhook_secret", help="the Vault secret's name")
+    secret = hooks.add_mutually_exclusive_group()
+    secret.add_argument(
+        "--secret-env",
+        default="WEBHOOK_SECRET",
+        metavar="VAR",
+        help="environment variable holding the secret to store (default WEBHOOK_SECRET)",
+    )
+    secret.add_argument("--keep-secret", action="store_true", help="use the secret already in Vault")
+    hooks.set_defaults(func=_db_install_webhooks)
 
     wf = sub.add_parser("workflows", help="list, show and stop workflows").add_subparsers(
         dest="wf_command", required=True

@@ -1,4 +1,9 @@
--- Supabase database webhooks -> the cmon API (POST /webhooks/supabase).
+-- Supabase database webhooks -> the cmon API (POST /webhooks/supabase): the DASHBOARD path.
+--
+-- Prefer `cmon db install-webhooks --url URL` (README, "Webhooks, secret in Vault"): same
+-- triggers (same names, so either replaces the other), same requests, but the secret is
+-- read from Supabase Vault at send time instead of sitting in the trigger definition.
+-- Use this file only if you want the triggers listed under Database -> Webhooks.
 --
 -- Placeholders (replace both before running; the guard below refuses to run otherwise):
 --   <WEBHOOK_URL>     the stack output WebhookUrl, e.g.

@@ -64,7 +64,11 @@ def test_wheel_carries_migrations_bootstrap_and_seed(wheel: Path) -> None:
         f"functions/supabase/migrations/{m.path.name}" for m in discover(supabase_dir() / "migrations")
     }
     assert expected <= names
-    assert {"functions/supabase/local_bootstrap.sql", "functions/supabase/seed.sql"} <= names
+    assert {
+        "functions/supabase/local_bootstrap.sql",
+        "functions/supabase/seed.sql",
+        "functions/adapters/supabase_webhooks.sql",  # applied by `cmon db install-webhooks`
+    } <= names
     assert not any(n.startswith("supabase/") for n in names)  # the client package's place stays free
 
 
