@@ -27,7 +27,7 @@
 --      look at `select * from net._http_response order by created desc limit 5`.
 --
 -- Facts that shape the API: pg_net sends after COMMIT, one request per row, never
--- retries, times out after 1000 ms, and may deliver out of order; the reconciler (every
+-- retries, times out after the last argument (5000 ms: README, "Webhook timeout"), and may deliver out of order; the reconciler (every
 -- minute) repairs whatever a lost webhook missed. The secret is stored in the trigger
 -- definition (visible to roles that can read pg_trigger): rotate it by rotating the
 -- secret, redeploying the stack and re-running this file.
@@ -55,7 +55,7 @@ create trigger cmon_signal_analyses_webhook
         'POST',
         '{"Content-type":"application/json","x-supabase-webhook-source":"<WEBHOOK_SECRET>"}',
         '{}',
-        '1000'
+        '5000'
     );
 
 -- An open position starts position management; closed or deleted stops it.
@@ -68,7 +68,7 @@ create trigger cmon_positions_webhook
         'POST',
         '{"Content-type":"application/json","x-supabase-webhook-source":"<WEBHOOK_SECRET>"}',
         '{}',
-        '1000'
+        '5000'
     );
 
 -- A new signal of a trader with auto_analyze_signals queues its initial analysis.
@@ -81,7 +81,7 @@ create trigger cmon_signals_webhook
         'POST',
         '{"Content-type":"application/json","x-supabase-webhook-source":"<WEBHOOK_SECRET>"}',
         '{}',
-        '1000'
+        '5000'
     );
 
 commit;
