@@ -64,6 +64,7 @@ def _db_migrate(args: argparse.Namespace) -> int:
     data = {
         "applied": [f"{m.version}_{m.name}" for m in result.applied],
         "already_applied": result.already_applied,
+        "checksums_recorded": result.checksums_recorded,
     }
 
     def human(d: dict[str, Any]) -> str:
@@ -73,6 +74,18 @@ def _db_migrate(args: argparse.Namespace) -> int:
 
     _print(args, data, human)
     return 0
+
+
+def _db_status(args: argparse.Namespace) -> int:
+    from functions.db_commands import db_status
+
+    return db_status(_database_url(args), migrations_dir=args.migrations_dir, as_json=args.json)
+
+
+def _db_install_webhooks(args: argparse.Namespace) -> int:
+    from functions.db_commands import install_webhooks
+
+    return install_webhooks(_database_url(args), args)
 
 
 # workflows ----------------------------------------------------------------------------
@@ -304,6 +317,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of <timestamp>_<name>.sql files (default: the repository's supabase/migrations)",
     )
     migrate.set_defaults(func=_db_migrate)
+    db_status = db.add_parser(
+        "status", help="applied, pending and changed migrations (exit 1 if an applied file changed)"
+    )
+    add_db_args(db_status)
+    db_status.add_argument("--migrations-dir", type=Path, default=None, help="as for `cmon db migrate`")
+    db_status.set_defaults(func=_db_status)
+    hooks = db.add_parser(
+        "install-webhooks",
+        help="install the three Supabase database webhooks (pg_net), the secret in Supabase Vault",
+    )
+    add_db_args(hooks)
+    hooks.add_argument("--url", required=True, help="the API's webhook URL (stack output WebhookUrl)")
+    hooks.add_argument(
+        "--timeout-ms", type=int, default=5000, help="pg_net timeout, 1000-10000 (default 5000)"
+    )
+    hooks.add_argument("--secret-name", default="cmon_webhook_secret", help="the Vault secret's name")
+    secret = hooks.add_mutually_exclusive_group()
+    secret.add_argument(
+        "--secret-env",
+        default="WEBHOOK_SECRET",
+        metavar="VAR",
+        help="environment variable holding the secret to store (default WEBHOOK_SECRET)",
+    )
+    secret.add_argument("--keep-secret", action="store_true", help="use the secret already in Vault")
+    hooks.set_defaults(func=_db_install_webhooks)
 
     wf = sub.add_parser("workflows", help="list, show, stop and resume workflows").add_subparsers(
         dest="wf_command", required=True

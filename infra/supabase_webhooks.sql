@@ -1,4 +1,9 @@
--- Supabase database webhooks -> the cmon API (POST /webhooks/supabase).
+-- Supabase database webhooks -> the cmon API (POST /webhooks/supabase): the DASHBOARD path.
+--
+-- Prefer `cmon db install-webhooks --url URL` (README, "Webhooks, secret in Vault"): same
+-- triggers (same names, so either replaces the other), same requests, but the secret is
+-- read from Supabase Vault at send time instead of sitting in the trigger definition.
+-- Use this file only if you want the triggers listed under Database -> Webhooks.
 --
 -- Placeholders (replace both before running; the guard below refuses to run otherwise):
 --   <WEBHOOK_URL>     the stack output WebhookUrl, e.g.
@@ -22,7 +27,7 @@
 --      look at `select * from net._http_response order by created desc limit 5`.
 --
 -- Facts that shape the API: pg_net sends after COMMIT, one request per row, never
--- retries, times out after 1000 ms, and may deliver out of order; the reconciler (every
+-- retries, times out after the last argument (5000 ms: README, "Webhook timeout"), and may deliver out of order; the reconciler (every
 -- minute) repairs whatever a lost webhook missed. The secret is stored in the trigger
 -- definition (visible to roles that can read pg_trigger): rotate it by rotating the
 -- secret, redeploying the stack and re-running this file.
@@ -50,7 +55,7 @@ create trigger cmon_signal_analyses_webhook
         'POST',
         '{"Content-type":"application/json","x-supabase-webhook-source":"<WEBHOOK_SECRET>"}',
         '{}',
-        '1000'
+        '5000'
     );
 
 -- An open position starts position management; closed or deleted stops it.
@@ -63,7 +68,7 @@ create trigger cmon_positions_webhook
         'POST',
         '{"Content-type":"application/json","x-supabase-webhook-source":"<WEBHOOK_SECRET>"}',
         '{}',
-        '1000'
+        '5000'
     );
 
 -- A new signal of a trader with auto_analyze_signals queues its initial analysis.
@@ -76,7 +81,7 @@ create trigger cmon_signals_webhook
         'POST',
         '{"Content-type":"application/json","x-supabase-webhook-source":"<WEBHOOK_SECRET>"}',
         '{}',
-        '1000'
+        '5000'
     );
 
 commit;

@@ -35,6 +35,17 @@ logger = Logger(service=SERVICE)
 Deps = Annotated[wiring.Container, Depends(wiring.container)]
 
 
+async def _container_on_loop() -> wiring.Container:
+    """The container without a thread hop: FastAPI runs a sync dependency in its thread
+    pool, and under a burst of webhooks (pg_net sends 200 at once) every hop queues for
+    one of its 40 threads. Building it is instant once built (the first Lambda request
+    builds it; one request at a time there)."""
+    return wiring.container()
+
+
+WebhookDeps = Annotated[wiring.Container, Depends(_container_on_loop)]
+
+
 def _secret_matches(candidate: str | None, secret: str | None) -> bool:
     if not candidate or not secret:
         return False
@@ -47,8 +58,8 @@ def _bearer(value: str | None) -> str | None:
     return None
 
 
-def require_webhook_secret(
-    deps: Deps,
+async def require_webhook_secret(
+    deps: WebhookDeps,
     authorization: Annotated[str | None, Header()] = None,
     x_supabase_webhook_source: Annotated[str | None, Header()] = None,
 ) -> None:
@@ -73,7 +84,7 @@ webhooks = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 
 @webhooks.post("/supabase", dependencies=[Depends(require_webhook_secret)])
-async def supabase_webhook(request: Request, deps: Deps) -> dict[str, Any]:
+async def supabase_webhook(request: Request, deps: WebhookDeps) -> dict[str, Any]:
     raw = await request.body()
     try:
         body = json.loads(raw)

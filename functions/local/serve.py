@@ -272,9 +272,9 @@ def local_services(
         from functions.adapters.aws import InMemoryMetrics, SqsJobQueue
         from functions.adapters.migrations import migrate
         from functions.adapters.operator_db import PostgresOperatorStore
-        from functions.adapters.postgres import Database
         from functions.adapters.repository import PostgresRepository
         from functions.handlers import api, fanout, position_management, reconciler, setup_analysis, wiring
+        from functions.local.db_pool import PerThreadDatabase
         from functions.settings import Settings
 
         del api, fanout, position_management, reconciler, setup_analysis  # imported for their cost only
@@ -315,7 +315,7 @@ def local_services(
             if edge
             else str(llm_proxy_url)
         )
-        db = Database(database_url, application_name="cmon-local")
+        db = PerThreadDatabase(database_url, application_name="cmon-local")  # uvicorn serves in threads
         stack.callback(db.close)
         metrics = InMemoryMetrics()
         llm = TimedLlm(client)

@@ -100,7 +100,7 @@ def test_webhook_triggers_are_created_with_supabase_arguments(db_url: str) -> No
         assert tgtype & 1 and not tgtype & 2  # FOR EACH ROW, AFTER
         assert nargs == 5
         url, method, headers, params, timeout = bytes(raw).decode().split("\x00")[:5]
-        assert (url, method, params, timeout) == (URL, "POST", "{}", "1000")
+        assert (url, method, params, timeout) == (URL, "POST", "{}", "5000")  # README, "Webhook timeout"
         assert json.loads(headers) == {
             "Content-type": "application/json",
             "x-supabase-webhook-source": SECRET,
