@@ -119,7 +119,7 @@ def bench_fanout(admin: EmbeddedPostgres, sizes: list[int], repeats: int) -> lis
                 repo=repo,
                 queue=queue,
                 metrics=InMemoryMetrics(),
-                now=candle.close_time,
+                clock=lambda: candle.close_time,
                 stale_intervals=2,
             )
             timings.append(time.perf_counter() - t0)

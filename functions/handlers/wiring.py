@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from functions.core.guardrails import GuardrailConfig
 from functions.services.jobs import WorkerConfig
-from functions.services.ports import JobQueue, LlmProxy, Metrics, Repository
+from functions.services.ports import Clock, JobQueue, LlmProxy, Metrics, Repository
 from functions.settings import Settings, get_settings
 
 
 class FlushableMetrics(Metrics, Protocol):
     def flush(self) -> None: ...
+
+
+def system_clock() -> datetime:
+    """The wall clock (UTC): what every deployed function uses."""
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -27,6 +33,7 @@ class Container:
     metrics: FlushableMetrics
     queue: JobQueue | None = None
     llm: LlmProxy | None = None
+    clock: Clock = system_clock
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -216,11 +217,13 @@ def local_services(
     admin_api_key: str,
     migrate_db: bool = True,
     progress: Callable[[str], None] = lambda _message: None,
+    clock: Callable[[], datetime] | None = None,
     **settings: Any,
 ) -> Iterator[Services]:
     """Postgres (embedded unless a URL is given), moto, the stub llm-proxy, the AWS
     resources, and the handlers' container injected with `wiring.use`. Everything is
-    stopped and removed on exit, in reverse order, also on Ctrl-C."""
+    stopped and removed on exit, in reverse order, also on Ctrl-C. `clock` (`cmon
+    replay`) is the time the handlers and every database transaction see."""
     with ExitStack() as stack:
         wait_for_db: Callable[[], str] | None = None
         if database_url is None:
@@ -286,7 +289,7 @@ def local_services(
         )
         client = HttpLlmProxy.from_settings(config)
         stack.callback(client.close)
-        db = Database(database_url, application_name="cmon-local")
+        db = Database(database_url, application_name="cmon-local", clock=clock)
         stack.callback(db.close)
         metrics = InMemoryMetrics()
         llm = TimedLlm(client)
@@ -299,6 +302,8 @@ def local_services(
             ),
             llm=llm,
         )
+        if clock is not None:
+            container.clock = clock
         wiring.use(container)
         stack.callback(wiring.use, None)
         yield Services(
