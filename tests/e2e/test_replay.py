@@ -20,7 +20,7 @@ EVENTS = Path(__file__).resolve().parents[1] / "events" / "binance"
 
 def _count(db_url: str, table: str) -> int:
     with psycopg.connect(db_url) as conn:
-        row = conn.execute(f"select count(*) from public.{table}").fetchone()  # noqa: S608 - fixed names
+        row = conn.execute(f"select count(*) from public.{table}").fetchone()
     assert row is not None
     return int(row[0])
 

@@ -55,7 +55,8 @@ SCENARIO: dict[str, Any] = {
     ],
     "positions": [
         {
-            "name": "swing", "at": 1, "side": "short", "entry": "100.1", "stop_loss": "102", "take_profit": "99",
+            "name": "swing", "at": 1, "side": "short", "entry": "100.1",
+            "stop_loss": "102", "take_profit": "99",
             "answers": {"2": "hold", "3": {"action": "adjust_sl", "params": {"stop_loss": "103"}}},
         }
     ],
