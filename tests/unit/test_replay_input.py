@@ -211,6 +211,7 @@ def test_actions_move_levels_reduce_and_close_at_the_close() -> None:
     result = run(Side.LONG, b, actions)
     # The new stop (99.6) applies from the next candle: its low 99.5 stops the position.
     assert [e.kind for e in result.events] == ["entry", "adjust_sl", "stop_loss"]
+    assert [e.time for e in result.events[1:]] == [b[0].close_time, b[1].close_time]
     assert result.realized_pnl == Decimal("-0.8")
     later = run(Side.LONG, b, {2: Action("reduce", {"fraction": "0.5"}), 3: Action("close")})
     assert [e.kind for e in later.events] == ["entry", "reduce", "close"]
