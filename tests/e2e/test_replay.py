@@ -13,9 +13,11 @@ import pytest
 from functions.cli import main
 from functions.core.contracts import Market
 from functions.local.replay import Scenario, load_candles, load_scenario, replay
+from functions.local.stub_llm import StubLlmProxy
 from tests.support.replay_data import kline_rows, write_klines, write_scenario
 
 EVENTS = Path(__file__).resolve().parents[1] / "events" / "binance"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def _count(db_url: str, table: str) -> int:
@@ -157,3 +159,31 @@ def test_compare_two_runs_over_the_same_candles(
     assert result["pnl"] == {"a": "-1.005", "b": "0", "delta": "1.005"}
     code, _out, err = _run_cli(["replay", "--compare", str(tmp_path / "a.json"), klines], capsys)
     assert code == 2 and "not a `cmon replay --json`" in err
+
+
+def test_a_given_llm_proxy_url_is_called_over_http(db_url: str) -> None:
+    """`--llm-proxy-url`: no stub is started; every analysis is a call to that proxy."""
+    data = load_candles(
+        DOCS / "replay_candles.example.json", symbol="BTCUSDT", interval="1m", market=Market.SPOT
+    )
+    with StubLlmProxy() as proxy:
+        url = proxy.url
+        summary = replay(data, Scenario(), database_url=db_url, llm_proxy_url=url)
+        calls = proxy.calls
+    assert summary["llm_proxy"] == url
+    assert len(calls) == summary["analyses"]["monitoring"] + summary["management"]["total"] - sum(
+        v["applied"] + v["rejected"] for k, v in summary["management"]["by_action"].items() if "(paper)" in k
+    )
+    assert {c.path for c in calls} == {"/analyze-signal", "/manage-position"}
+    assert all(c.headers["idempotency-key"].endswith("Z") for c in calls)
+
+
+def test_the_documented_examples_load() -> None:
+    """The README's replay runs on these files: they must stay valid."""
+    data = load_candles(
+        DOCS / "replay_candles.example.json", symbol="BTCUSDT", interval="1m", market=Market.SPOT
+    )
+    assert len(data.candles) == 10
+    scenario = load_scenario(DOCS / "replay_scenario.example.json")
+    assert scenario.signals is not None and [s.name for s in scenario.signals] == ["BTCUSDT-1m"]
+    assert [p.name for p in scenario.positions] == ["swing"]

@@ -142,12 +142,16 @@ def test_a_live_window_report_downloads_candles_and_renders(
         rest.rows[("BTCUSDT", "1m")] = rows
         monkeypatch.setenv("BINANCE_REST_URL", rest.url)
         start, end = str(rows[0][0]), str(rows[-1][0])
-        code = main(
-            ["replay", "--from-binance", "BTCUSDT", "1m", start, end, "--database-url", db_url, "--json"]
-        )
+        saved = tmp_path / "saved.jsonl"
+        code = main([
+            "replay", "--from-binance", "BTCUSDT", "1m", start, end, "--database-url", db_url, "--json",
+            "--save-candles", str(saved),
+        ])  # fmt: skip
         out, _ = capsys.readouterr()
         assert code == 0
         summary = json.loads(out)
+        again = load_candles(saved, symbol=None, interval=None, market=Market.SPOT)
+        assert again.digest == summary["input"]["candles_sha256"]
         assert summary["input"]["format"] == "binance" and summary["candles"]["total"] == 10
         assert summary["analyses"]["by_decision"] == {"wait": 2, "enter_trade": 1}
         page = tmp_path / "live.html"
