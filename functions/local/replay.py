@@ -994,6 +994,9 @@ def run(args: argparse.Namespace) -> int:
             result = compare(a, b)
             print(json.dumps(result, indent=2) if args.json else human_compare(result))
             return 0
+        for target in (args.report, args.save_candles):
+            if target is not None and not target.resolve().parent.is_dir():
+                raise InvalidInput(f"{target}: its folder does not exist")
         if args.candles is not None:
             data = load_candles(
                 args.candles, symbol=args.symbol, interval=args.interval, market=Market(args.market)

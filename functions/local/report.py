@@ -663,6 +663,9 @@ def run(args: argparse.Namespace) -> int:
     if args.hours <= 0:
         print("cmon report: --hours must be positive", file=sys.stderr)
         return 2
+    if not args.out.resolve().parent.is_dir():
+        print(f"cmon report: {args.out}: its folder does not exist", file=sys.stderr)
+        return 2
     until = datetime.now(UTC)
     since = until - timedelta(hours=args.hours)
     db = Database(url, application_name="cmon-report")

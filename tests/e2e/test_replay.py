@@ -111,6 +111,11 @@ def test_a_malformed_file_is_refused_naming_the_line_and_writes_nothing(
     assert "line 6 (row 5)" in err and out == ""
     code, _out, err = _run_cli(["replay", "--candles", str(bad), "--database-url", db_url], capsys)
     assert code == 2 and "--symbol and --interval" in err
+    good = str(write_klines(tmp_path / "good.json"))
+    nowhere = str(tmp_path / "missing" / "r.html")
+    code, _out, err = _run_cli(["replay", "--candles", good, "--symbol", "BTCUSDT", "--interval", "1m",
+                                "--database-url", db_url, "--report", nowhere], capsys)  # fmt: skip
+    assert code == 2 and "folder does not exist" in err
     assert _count(db_url, "user_profiles") == 0
 
 

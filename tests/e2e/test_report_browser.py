@@ -166,4 +166,7 @@ def test_report_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[
     page = tmp_path / "r.html"
     assert main(["report", "--hours", "0", "--database-url", db_url, "--out", str(page)]) == 2
     assert "--hours" in capsys.readouterr().err
+    missing = tmp_path / "missing" / "r.html"
+    assert main(["report", "--database-url", db_url, "--out", str(missing)]) == 2
+    assert "folder does not exist" in capsys.readouterr().err
     assert not page.exists()
