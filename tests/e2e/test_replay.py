@@ -42,6 +42,7 @@ def test_recorded_klines_replay_is_deterministic(db_url: str) -> None:
     assert (event["entity"], event["candle_time"], event["decision"], event["confidence"]) == (
         "BTCUSDT-1w", "2017-07-09T23:59:59.999000+00:00", "bad_setup", 0.7,
     )  # fmt: skip
+    assert (event["kind"], event["stream"], event["index"]) == ("analysis", "BTCUSDT 1w", 0)
     assert first["tokens"]["total"] == 1100
     assert first["timeline"] == second["timeline"]
     assert first["tokens"] == second["tokens"]
