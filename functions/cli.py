@@ -234,6 +234,8 @@ _PASSTHROUGH = {
     "demo": ("functions.local.demo", "play the brief's scenarios on embedded defaults (< 2 min)"),
     "local": ("functions.local.serve", "run the whole stack locally until Ctrl-C"),
     "feed": ("feed_service.__main__", "run the Binance candle feed (the always-on service)"),
+    "replay": ("functions.local.replay", "the real pipeline over historical candles: preview a change"),
+    "report": ("functions.local.report", "a self-contained HTML report of a replay or a live window"),
 }
 
 

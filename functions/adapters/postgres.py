@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -46,10 +47,23 @@ class Database:
 
     A Lambda container handles one event at a time, so one connection is enough; local
     runs share one `Database` per worker. Each `transaction()` commits or rolls back.
+
+    `clock` is time as a port, in SQL too: when given (`cmon replay` passes the replayed
+    candle's time), every transaction first sets the transaction-local `cmon.now`, which
+    `public.cmon_now()` reads in place of `now()`, so claims, leases and staleness behave
+    as they did when the candle was live. Without it the database's own clock rules.
     """
 
-    def __init__(self, url: str, *, connect_timeout_s: int = 5, application_name: str = "cmon") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout_s: int = 5,
+        application_name: str = "cmon",
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self._url = url
+        self._clock = clock
         self._connect_timeout_s = connect_timeout_s
         self._application_name = application_name
         self._conn: psycopg.Connection[Row] | None = None
@@ -79,6 +93,11 @@ class Database:
             conn = self._connection()
             try:
                 with conn.transaction():
+                    if self._clock is not None:
+                        moment = self._clock()
+                        if moment.tzinfo is None:
+                            raise ValueError("the database clock must return an aware datetime")
+                        conn.execute("select set_config('cmon.now', %s, true)", (moment.isoformat(),))
                     yield conn
             except psycopg.Error as exc:
                 if conn.broken:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -32,7 +31,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             repo=deps.repo,
             queue=deps.queue,
             metrics=deps.metrics,
-            now=datetime.now(UTC),
+            clock=deps.clock,
             stale_intervals=deps.settings.stale_candle_intervals,
         )
     finally:

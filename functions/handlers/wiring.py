@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from functions.core.guardrails import GuardrailConfig
 from functions.services.jobs import WorkerConfig
-from functions.services.ports import JobQueue, LlmProxy, Metrics, OperatorStore, Repository
+from functions.services.ports import Clock, JobQueue, LlmProxy, Metrics, OperatorStore, Repository
 from functions.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -23,6 +24,11 @@ class FlushableMetrics(Metrics, Protocol):
     def flush(self) -> None: ...
 
 
+def system_clock() -> datetime:
+    """The wall clock (UTC): what every deployed function uses."""
+    return datetime.now(UTC)
+
+
 @dataclass
 class Container:
     settings: Settings
@@ -30,6 +36,7 @@ class Container:
     metrics: FlushableMetrics
     queue: JobQueue | None = None
     llm: LlmProxy | None = None
+    clock: Clock = system_clock
     extras: dict[str, Any] = field(default_factory=dict)
     # The operator's recording SQL functions (admin API: resume).
     operator_store: OperatorStore | None = None

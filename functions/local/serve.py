@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -226,11 +227,13 @@ def local_services(
     llm_transport: str = "http",
     supabase_url: str | None = None,
     supabase_key: str | None = None,
+    clock: Callable[[], datetime] | None = None,
     **settings: Any,
 ) -> Iterator[Services]:
     """Postgres (embedded unless a URL is given), moto, the stub llm-proxy, the AWS
     resources, and the handlers' container injected with `wiring.use`. Everything is
-    stopped and removed on exit, in reverse order, also on Ctrl-C.
+    stopped and removed on exit, in reverse order, also on Ctrl-C. `clock` (`cmon
+    replay`) is the time the handlers and every database transaction see.
 
     `llm_transport="edge"` calls llm-proxy as the Edge Function at `supabase_url` (with
     `supabase_key`), or, without a URL, the stub's Edge Function layout with its own key."""
@@ -315,7 +318,7 @@ def local_services(
             if edge
             else str(llm_proxy_url)
         )
-        db = PerThreadDatabase(database_url, application_name="cmon-local")  # uvicorn serves in threads
+        db = PerThreadDatabase(database_url, application_name="cmon-local", clock=clock)  # uvicorn serves in threads
         stack.callback(db.close)
         metrics = InMemoryMetrics()
         llm = TimedLlm(client)
@@ -329,6 +332,8 @@ def local_services(
             llm=llm,
             operator_store=PostgresOperatorStore(db),
         )
+        if clock is not None:
+            container.clock = clock
         wiring.use(container)
         stack.callback(wiring.use, None)
         yield Services(

@@ -3,7 +3,8 @@
 The database query already leaves out workflows that claimed this candle, so a
 redelivered event mostly enqueues nothing; whatever slips through is refused by the
 claim in the worker. A candle older than `stale_intervals` intervals is not analysed:
-the market has moved on and the next candle is coming.
+the market has moved on and the next candle is coming. "Now" comes from the `clock`
+port (a replay plays old candles at their own time).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import datetime, timedelta
 from functions.core import intervals
 from functions.core.contracts import AnalysisJob, CandleClosed, JobKind
 from functions.core.telemetry import SERVICE, LogEvent, MetricName
-from functions.services.ports import JobQueue, Metrics, Repository
+from functions.services.ports import Clock, JobQueue, Metrics, Repository
 
 log = logging.getLogger(f"{SERVICE}.fanout")
 
@@ -38,11 +39,11 @@ def fan_out(
     repo: Repository,
     queue: JobQueue,
     metrics: Metrics,
-    now: datetime,
+    clock: Clock,
     stale_intervals: int,
 ) -> FanOutResult:
     metrics.count(MetricName.CANDLES_RECEIVED)
-    if is_stale(candle, now, stale_intervals):
+    if is_stale(candle, clock(), stale_intervals):
         metrics.count(MetricName.STALE_CANDLES_SKIPPED)
         log.warning(
             "Stale candle skipped",

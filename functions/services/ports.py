@@ -35,6 +35,13 @@ from functions.core.models import (
 from functions.core.telemetry import MetricName
 
 
+class Clock(Protocol):
+    """What time it is for the system: the wall clock live, the replayed candle's time in
+    `cmon replay`, so staleness is judged against the market being played."""
+
+    def __call__(self) -> datetime: ...
+
+
 class LlmProxy(Protocol):
     """llm-proxy over HTTP. Raises `LlmProxyUnavailable`, `LlmProxyRejected` or
     `LlmProxyInvalidAnswer`; never an httpx error.

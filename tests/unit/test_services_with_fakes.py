@@ -126,7 +126,7 @@ def test_fan_out_skips_a_stale_candle_and_counts_it(interval: str) -> None:
     queue, metrics = FakeQueue(), FakeMetrics()
     now = c.close_time + timedelta(milliseconds=3 * intervals.interval_ms(interval) + 1)
 
-    result = fan_out(c, repo=repo, queue=queue, metrics=metrics, now=now, stale_intervals=3)
+    result = fan_out(c, repo=repo, queue=queue, metrics=metrics, clock=lambda: now, stale_intervals=3)
 
     assert result.stale is True
     assert (result.workflows, result.jobs_sent) == (0, 0)
@@ -143,7 +143,7 @@ def test_fan_out_enqueues_one_job_per_workflow() -> None:
     queue, metrics = FakeQueue(), FakeMetrics()
     now = c.close_time + timedelta(seconds=2)
 
-    result = fan_out(c, repo=repo, queue=queue, metrics=metrics, now=now, stale_intervals=3)
+    result = fan_out(c, repo=repo, queue=queue, metrics=metrics, clock=lambda: now, stale_intervals=3)
 
     assert result.stale is False
     assert (result.workflows, result.jobs_sent) == (2, 2)
@@ -161,7 +161,7 @@ def test_fan_out_with_no_workflow_sends_nothing() -> None:
     c = candle()
     queue, metrics = FakeQueue(), FakeMetrics()
     result = fan_out(
-        c, repo=FakeRepository(), queue=queue, metrics=metrics, now=c.close_time, stale_intervals=3
+        c, repo=FakeRepository(), queue=queue, metrics=metrics, clock=lambda: c.close_time, stale_intervals=3
     )
     assert (result.workflows, result.jobs_sent, result.stale) == (0, 0, False)
     assert queue.batches == []
