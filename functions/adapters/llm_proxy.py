@@ -23,7 +23,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from functions.core.errors import (
     LlmProxyInvalidAnswer,
@@ -86,7 +86,7 @@ class HttpLlmProxy:
     def __init__(
         self,
         base_url: str,
-        api_key: str,
+        api_key: str | Callable[[], str],
         *,
         timeout_s: float = 20.0,
         max_attempts: int = 3,
@@ -115,8 +115,6 @@ class HttpLlmProxy:
         self._clock = clock
         self._random = random
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
         self._client = httpx.Client(
             base_url=base_url.rstrip("/") + "/",
             headers=headers,
@@ -131,7 +129,8 @@ class HttpLlmProxy:
     ) -> HttpLlmProxy:
         return cls(
             base_url=settings.llm_proxy_url,
-            api_key=settings.llm_proxy_api_key.get_secret_value(),
+            # Read per request (Secrets Manager, cached): a rotated key needs no restart.
+            api_key=lambda: (settings.secret("llm_proxy_api_key") or SecretStr("")).get_secret_value(),
             timeout_s=settings.llm_proxy_timeout_s,
             max_attempts=settings.llm_proxy_max_attempts,
             transport=transport,
@@ -179,6 +178,9 @@ class HttpLlmProxy:
         deadline: float | None,
     ) -> LlmResult:
         headers = {"Idempotency-Key": idempotency_key, **_trace_headers(metadata)}
+        api_key = self._current_key()
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
         attempt = 0
         while True:
             attempt += 1
@@ -267,7 +269,11 @@ class HttpLlmProxy:
         return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
 
     def _redact(self, message: str) -> str:
-        return message.replace(self._api_key, "***") if self._api_key else message
+        api_key = self._current_key()
+        return message.replace(api_key, "***") if api_key else message
+
+    def _current_key(self) -> str:
+        return self._api_key() if callable(self._api_key) else self._api_key
 
 
 def _timeout(seconds: float) -> httpx.Timeout:

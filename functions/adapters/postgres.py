@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -48,7 +48,9 @@ class Database:
     runs share one `Database` per worker. Each `transaction()` commits or rolls back.
     """
 
-    def __init__(self, url: str, *, connect_timeout_s: int = 5, application_name: str = "cmon") -> None:
+    def __init__(
+        self, url: str | Callable[[], str], *, connect_timeout_s: int = 5, application_name: str = "cmon"
+    ) -> None:
         self._url = url
         self._connect_timeout_s = connect_timeout_s
         self._application_name = application_name
@@ -60,7 +62,7 @@ class Database:
             return self._conn
         try:
             self._conn = psycopg.connect(
-                self._url,
+                self._url() if callable(self._url) else self._url,
                 row_factory=dict_row,
                 prepare_threshold=None,
                 connect_timeout=self._connect_timeout_s,

@@ -14,6 +14,7 @@ import json
 from typing import Annotated, Any
 from uuid import UUID
 
+from aws_lambda_powertools.logging import correlation_paths
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -23,6 +24,7 @@ from mangum import Mangum
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from functions.core.errors import CmonError, InvalidInput, NotFound, TransientError, Unauthorized
+from functions.core.logs import service_logger
 from functions.handlers import wiring
 from functions.handlers.api_models import (
     ADMIN_ERRORS,
@@ -68,7 +70,8 @@ def require_webhook_secret(
     bearer: Annotated[Bearer, Security(_webhook_bearer)],
     source: Annotated[str | None, Security(_webhook_source)],
 ) -> None:
-    secret = deps.settings.webhook_secret.get_secret_value() if deps.settings.webhook_secret else None
+    current = deps.settings.secret("webhook_secret")  # Secrets Manager (cached) or the env var
+    secret = current.get_secret_value() if current else None
     if not (_secret_matches(_token(bearer), secret) or _secret_matches(source, secret)):
         raise Unauthorized("missing or wrong webhook secret")
 
@@ -78,7 +81,8 @@ def require_admin(
     bearer: Annotated[Bearer, Security(_admin_bearer)],
     api_key: Annotated[str | None, Security(_admin_key)],
 ) -> None:
-    key = deps.settings.admin_api_key.get_secret_value() if deps.settings.admin_api_key else None
+    current = deps.settings.secret("admin_api_key")
+    key = current.get_secret_value() if current else None
     if not (_secret_matches(_token(bearer), key) or _secret_matches(api_key, key)):
         raise Unauthorized("missing or wrong admin API key")
 
@@ -230,5 +234,12 @@ class _LambdaHandler(Mangum):
         return super().__call__(event, context)
 
 
+logger = service_logger()
 app = create_app()
-handler = _LambdaHandler(app, lifespan="off")
+_mangum = _LambdaHandler(app, lifespan="off")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> Any:
+    """Mangum behind Powertools' context: every line carries the request ids."""
+    return _mangum(event, context)

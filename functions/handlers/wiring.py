@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from functions.core.guardrails import GuardrailConfig
+from functions.core.logs import register_secret
 from functions.services.jobs import WorkerConfig
 from functions.services.ports import JobQueue, LlmProxy, Metrics, Repository
 from functions.settings import Settings, get_settings
@@ -54,9 +55,17 @@ def build(settings: Settings) -> Container:
     from functions.adapters.postgres import Database
     from functions.adapters.repository import PostgresRepository
 
-    if settings.database_url is None:
-        raise RuntimeError("DATABASE_URL is not set")
-    repo = PostgresRepository(Database(settings.database_url.get_secret_value()))
+    register_secret(*settings.secret_values())
+    if settings.database_url is None and settings.database_url_secret_id is None:
+        raise RuntimeError("DATABASE_URL (or DATABASE_URL_SECRET_ID) is not set")
+
+    def database_url() -> str:
+        # Read at each (re)connect: a rotated password is used by the next connection.
+        current = settings.secret("database_url")
+        assert current is not None
+        return current.get_secret_value()
+
+    repo = PostgresRepository(Database(database_url))
     queue = None
     if settings.setup_queue_url and settings.position_queue_url:
         queue = SqsJobQueue(

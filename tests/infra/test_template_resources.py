@@ -285,7 +285,7 @@ def test_dashboard_shows_the_briefs_metrics(sam_template: dict[str, Any]) -> Non
 
 
 # ------------------------------------------------------------------ security
-def test_secrets_are_dynamic_references_never_parameters(sam_template: dict[str, Any]) -> None:
+def test_no_secret_is_in_the_function_configuration_only_secret_ids(sam_template: dict[str, Any]) -> None:
     from pydantic import SecretStr
 
     from functions.settings import Settings
@@ -297,14 +297,32 @@ def test_secrets_are_dynamic_references_never_parameters(sam_template: dict[str,
     }
     assert {"DATABASE_URL", "LLM_PROXY_API_KEY", "WEBHOOK_SECRET", "ADMIN_API_KEY"} <= secret_vars
     variables = sam_template["Globals"]["Function"]["Environment"]["Variables"]
+    assert not secret_vars & set(variables), "a secret value in the function configuration"
+    assert "resolve:secretsmanager" not in json.dumps(sam_template["Globals"])
     for var in secret_vars:
-        text = _cfn.sub_text(variables[var])
-        assert text is not None and text.startswith(("{{resolve:secretsmanager:", "{{resolve:ssm-secure:")), (
-            var
-        )
+        # Each secret setting is read at run time from the secret the template names.
+        assert variables[f"{var}_SECRET_ID"] == {"Ref": "AppSecretId"}, var
+        assert f"{var.lower()}_secret_id" in Settings.model_fields
     for name, param in sam_template["Parameters"].items():
         assert "NoEcho" not in param, f"{name}: a secret passed as a parameter"
         assert name.upper() not in secret_vars
+
+
+def test_every_function_may_read_exactly_the_app_secret(sam_template: dict[str, Any]) -> None:
+    functions = _cfn.resources_of(sam_template, "AWS::Serverless::Function")
+    assert len(functions) == 5
+    for name, fn in functions.items():
+        grants = [
+            p["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"]
+            for p in fn["Properties"].get("Policies", [])
+            if isinstance(p, dict) and "AWSSecretsManagerGetSecretValuePolicy" in p
+        ]
+        assert [_cfn.sub_text(g) for g in grants] == [
+            "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${AppSecretId}-??????"
+        ], name
+
+
+def test_the_feed_reads_its_database_url_from_secrets_manager(sam_template: dict[str, Any]) -> None:
     # The feed gets DATABASE_URL from Secrets Manager through ECS, not as plain text.
     (task,) = _cfn.resources_of(sam_template, "AWS::ECS::TaskDefinition").values()
     (container,) = task["Properties"]["ContainerDefinitions"]
@@ -350,6 +368,8 @@ def _sent_to(role: dict[str, Any]) -> set[str]:
         for statement in policy["PolicyDocument"]["Statement"]:
             actions = statement["Action"]
             actions = [actions] if isinstance(actions, str) else actions
+            if actions == ["secretsmanager:GetSecretValue"]:
+                continue  # the app secret (test_every_function_may_read_exactly_the_app_secret)
             assert all(a.startswith("sqs:SendMessage") for a in actions), actions
             resource = statement["Resource"]
             if "Fn::Sub" in resource:
