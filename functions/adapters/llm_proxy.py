@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 from pydantic import SecretStr, ValidationError
 
+from functions.adapters.tracing import span, trace_header
 from functions.core.errors import (
     LlmProxyInvalidAnswer,
     LlmProxyRejected,
@@ -177,7 +178,23 @@ class HttpLlmProxy:
         idempotency_key: str,
         deadline: float | None,
     ) -> LlmResult:
+        with span("llm-proxy", path=path, workflow_id=_text(metadata.workflow_id)):
+            return self._call_in_span(path, body, metadata, answer_type, idempotency_key, deadline)
+
+    def _call_in_span(
+        self,
+        path: str,
+        body: dict[str, Any],
+        metadata: TraceMetadata,
+        answer_type: type[_AnswerT],
+        idempotency_key: str,
+        deadline: float | None,
+    ) -> LlmResult:
         headers = {"Idempotency-Key": idempotency_key, **_trace_headers(metadata)}
+        # Our X-Ray trace, passed on: llm-proxy records it beside its Braintrust trace.
+        xray = trace_header()
+        if xray:
+            headers["X-Amzn-Trace-Id"] = xray
         api_key = self._current_key()
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -278,6 +295,10 @@ class HttpLlmProxy:
 
 def _timeout(seconds: float) -> httpx.Timeout:
     return httpx.Timeout(seconds, connect=min(seconds, 5.0))
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _trace_headers(metadata: TraceMetadata) -> dict[str, str]:

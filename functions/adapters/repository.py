@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from functions.adapters.postgres import Database, Row
+from functions.adapters.tracing import traced
 from functions.core.contracts import CandleClosed, WorkflowType
 from functions.core.errors import NotFound
 from functions.core.guardrails import Verdict
@@ -100,6 +101,7 @@ class PostgresRepository:
 
     # claims -----------------------------------------------------------------------------
 
+    @traced("claim")
     def claim_candle(self, workflow_id: UUID, candle_time: datetime, lease_s: int) -> ClaimResult:
         return ClaimResult.model_validate(
             self.db.call(
@@ -107,6 +109,7 @@ class PostgresRepository:
             )
         )
 
+    @traced("claim")
     def claim_initial_analysis(self, signal_id: UUID, lease_s: int) -> ClaimResult:
         return ClaimResult.model_validate(
             self.db.call("claim_initial_analysis", signal_id=signal_id, lease_seconds=lease_s)
@@ -171,6 +174,7 @@ class PostgresRepository:
 
     # record + apply -------------------------------------------------------------------
 
+    @traced("record")
     def record_setup_analysis(
         self, workflow_id: UUID, candle: CandleClosed, answer: SetupAnswer, latency_ms: int
     ) -> SetupOutcome:
@@ -186,6 +190,7 @@ class PostgresRepository:
             )
         )
 
+    @traced("record")
     def record_initial_analysis(
         self, signal_id: UUID, answer: SetupAnswer, latency_ms: int, max_reanalyses: int
     ) -> SetupOutcome:
@@ -200,6 +205,7 @@ class PostgresRepository:
             )
         )
 
+    @traced("record")
     def record_management_decision(
         self,
         workflow_id: UUID,
@@ -247,6 +253,7 @@ class PostgresRepository:
             "trace_id": answer.trace_id,
         }
 
+    @traced("record")
     def record_workflow_failure(
         self, workflow_id: UUID, candle_time: datetime | None, kind: str, message: str, max_errors: int
     ) -> FailureOutcome:
@@ -261,6 +268,7 @@ class PostgresRepository:
             )
         )
 
+    @traced("record")
     def record_initial_failure(
         self, signal_id: UUID, kind: str, message: str, *, release_claim: bool = False
     ) -> None:

@@ -23,6 +23,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from mangum import Mangum
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from functions.adapters.tracing import service_tracer
 from functions.core.errors import CmonError, InvalidInput, NotFound, TransientError, Unauthorized
 from functions.core.logs import service_logger
 from functions.handlers import wiring
@@ -235,11 +236,13 @@ class _LambdaHandler(Mangum):
 
 
 logger = service_logger()
+tracer = service_tracer()
 app = create_app()
 _mangum = _LambdaHandler(app, lifespan="off")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+@tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> Any:
     """Mangum behind Powertools' context: every line carries the request ids."""
     return _mangum(event, context)

@@ -8,12 +8,14 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 
+from functions.adapters.tracing import service_tracer
 from functions.core.contracts import CandleClosed
 from functions.core.logs import candle_key, service_logger
 from functions.handlers import wiring
 from functions.services.fan_out import fan_out
 
 logger = service_logger()
+tracer = service_tracer()
 
 
 class CandleClosedEvent(EventBridgeModel):
@@ -21,6 +23,7 @@ class CandleClosedEvent(EventBridgeModel):
 
 
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     deps = wiring.container()
     candle = parse(event=event, model=CandleClosedEvent).detail

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from functions.adapters.tracing import service_tracer
 from functions.core.logs import service_logger
 from functions.handlers import wiring
 from functions.services.reconcile import reconcile
 
 logger = service_logger()
+tracer = service_tracer()
 
 
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     deps = wiring.container()
     try:

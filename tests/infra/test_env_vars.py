@@ -18,6 +18,7 @@ RUNTIME_PROVIDED = {"TZ", "LANG", "PATH", "HOME", "PWD"}
 POWERTOOLS = {
     "POWERTOOLS_SERVICE_NAME": "cmon",
     "POWERTOOLS_METRICS_NAMESPACE": "Cmon",
+    "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
 }
 # Code that never runs in a Lambda function.
 NOT_IN_LAMBDA = ("functions/local", "functions/cli.py")

@@ -393,4 +393,16 @@ def test_functions_may_send_only_to_their_queues(transformed: dict[str, Any]) ->
         role = resources[_cfn.ref_name(resources[name]["Properties"]["Role"])]
         assert _sent_to(role) == queues, name
         managed = {a.rsplit("/", 1)[-1] for a in role["Properties"]["ManagedPolicyArns"]}
-        assert managed <= {"AWSLambdaBasicExecutionRole", "AWSLambdaSQSQueueExecutionRole"}
+        # Tracing: Active adds the X-Ray write-only policy (PutTraceSegments, nothing to read).
+        assert managed <= {
+            "AWSLambdaBasicExecutionRole",
+            "AWSLambdaSQSQueueExecutionRole",
+            "AWSXrayWriteOnlyAccess",
+        }
+        assert "AWSXrayWriteOnlyAccess" in managed, name
+
+
+def test_every_function_is_traced(sam_template: dict[str, Any]) -> None:
+    assert sam_template["Globals"]["Function"]["Tracing"] == "Active"
+    for name, fn in _cfn.resources_of(sam_template, "AWS::Serverless::Function").items():
+        assert fn["Properties"].get("Tracing", "Active") == "Active", name
