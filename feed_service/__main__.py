@@ -30,21 +30,9 @@ from feed_service.settings import FeedSettings
 from feed_service.streams import parse_streams
 from functions.core.contracts import Market
 from functions.core.errors import CmonError
+from functions.core.logs import service_logger
 
 log = logging.getLogger("feed_service")
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            "timestamp": self.formatTime(record),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,12 +126,9 @@ async def _run(app: FeedApp) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    root = logging.getLogger()
-    if not root.handlers:  # `cmon feed` may have configured logging already
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_JsonFormatter())
-        root.addHandler(handler)
-    root.setLevel(args.log_level)
+    # The same JSON lines as the functions' (functions.core.logs), on stderr: stdout may
+    # carry the candles themselves (the stdout sink).
+    service_logger("cmon-feed", stream=sys.stderr, level=args.log_level)
     try:
         mode, market, replay_path = _parse_market(args.market)
         overrides: dict[str, Any] = {}

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from functions import cli_operator
+from functions import cli_operator, cli_options
 
 
 def _database_url(args: argparse.Namespace) -> str:
@@ -297,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cmon", description="Continuous monitoring for LLM-assisted trading."
     )
+    cli_options.add_global_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add_db_args(p: argparse.ArgumentParser, report: bool = True) -> None:
@@ -418,6 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    options, argv = cli_options.split_global_options(argv)
+    cli_options.apply(options)
     try:
         if argv and argv[0] in _PASSTHROUGH:
             return _run_passthrough(argv[0], argv[1:])

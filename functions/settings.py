@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from functions.core.logs import register_secret
 from functions.core.operator import InitialAnalysisBy
+
+SecretName = Literal["database_url", "llm_proxy_api_key", "webhook_secret", "admin_api_key", "supabase_key"]
 
 
 class Settings(BaseSettings):
@@ -52,6 +56,46 @@ class Settings(BaseSettings):
     # Set by the Lambda runtime: the canary's metrics carry the function and its version.
     aws_lambda_function_name: str = "local"
     aws_lambda_function_version: str = "$LATEST"
+    # Secrets Manager, deployed: the id (ARN or name) of the secret holding each value above;
+    # when set it wins over the plain variable and is re-read after SECRETS_TTL_S seconds.
+    database_url_secret_id: str | None = None
+    llm_proxy_api_key_secret_id: str | None = None
+    webhook_secret_secret_id: str | None = None
+    admin_api_key_secret_id: str | None = None
+    supabase_key_secret_id: str | None = None
+    secrets_ttl_s: int = Field(default=300, ge=0)
+
+    def secret(self, name: SecretName) -> SecretStr | None:
+        """The current value of a secret setting: from Secrets Manager when its
+        `<NAME>_SECRET_ID` is set (cached `secrets_ttl_s`, so a rotation is picked up
+        without a restart), else the plain environment variable (local runs, tests)."""
+        secret_id: str | None = getattr(self, f"{name}_secret_id")
+        if not secret_id:
+            value: SecretStr | None = getattr(self, name)
+            return value
+        from functions.adapters.secrets import default_reader
+
+        plain = default_reader().read(secret_id, name.upper(), max_age_s=self.secrets_ttl_s)
+        register_secret(plain, urlsplit(plain).password if name == "database_url" else None)
+        return SecretStr(plain)
+
+    def secret_values(self) -> list[str]:
+        """The plain value of every secret setting and the database password (masked in logs)."""
+        values = [
+            v.get_secret_value()
+            for v in (
+                self.database_url,
+                self.llm_proxy_api_key,
+                self.webhook_secret,
+                self.admin_api_key,
+                self.supabase_key,
+            )
+            if v is not None and v.get_secret_value()
+        ]
+        if self.database_url is not None:
+            password = urlsplit(self.database_url.get_secret_value()).password
+            values += [password] if password else []
+        return values
 
 
 @lru_cache(maxsize=1)

@@ -10,7 +10,8 @@ pyproject.toml go in (not the `feed`, `local` or `dev` extras), and of our code 
 `functions/` without `functions/local/` (the embedded runtime of `cmon local`).
 
 Modes:
-  lambda     `pip install --target` with `--platform manylinux2014_x86_64 --only-binary=:all:
+  lambda     `pip install --target -c requirements/lambda.txt` with `--platform manylinux2014_x86_64
+             --only-binary=:all:
              --python-version 3.12 --implementation cp` (the Lambda python3.12 x86_64 runtime);
              needs the package index.
   local      `pip install --target` for the running interpreter; needs the package index.
@@ -34,6 +35,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "build" / "lambda"
+# The pinned versions of the runtime closure (requirements/lock.sh writes it).
+LAMBDA_LOCK = ROOT / "requirements" / "lambda.txt"
 LAMBDA_PYTHON = "3.12"
 LAMBDA_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
 # Parts of our package that the functions never import.
@@ -53,8 +56,19 @@ def runtime_requirements(pyproject: Path = ROOT / "pyproject.toml") -> list[str]
     return list(deps)
 
 
-def pip_install(requirements: Sequence[str], target: Path, *, for_lambda: bool) -> None:
-    """`pip install --target` the requirements, for Lambda or for this interpreter."""
+def pip_install(
+    requirements: Sequence[str], target: Path, *, for_lambda: bool, lock: Path = LAMBDA_LOCK
+) -> None:
+    """`pip install --target` the requirements, pinned by the lock, for Lambda or this interpreter."""
+    subprocess.run(pip_command(requirements, target, for_lambda=for_lambda, lock=lock), check=True)  # noqa: S603
+
+
+def pip_command(
+    requirements: Sequence[str], target: Path, *, for_lambda: bool, lock: Path = LAMBDA_LOCK
+) -> list[str]:
+    """The pip argv: every version comes from the lock (`-c`), not from the index of the day."""
+    if not lock.is_file():
+        raise SystemExit(f"{lock} is missing: run requirements/lock.sh")
     cmd = [
         sys.executable,
         "-m",
@@ -66,6 +80,8 @@ def pip_install(requirements: Sequence[str], target: Path, *, for_lambda: bool) 
         "--no-warn-conflicts",
         "--target",
         str(target),
+        "--constraint",
+        str(lock),
     ]
     if for_lambda:
         for platform in LAMBDA_PLATFORMS:
@@ -78,7 +94,7 @@ def pip_install(requirements: Sequence[str], target: Path, *, for_lambda: bool) 
             "cp",
         ]
     cmd += list(requirements)
-    subprocess.run(cmd, check=True)  # noqa: S603 - fixed argv, no shell
+    return cmd
 
 
 def _distribution_closure(requirements: Iterable[str]) -> list[md.Distribution]:

@@ -7,11 +7,12 @@ FROM python:3.12-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY requirements/feed.txt ./requirements/feed.txt
 COPY functions ./functions
 COPY feed_service ./feed_service
-# Wheels for the project and every dependency, so the runtime stage needs no compiler
-# and no network access to PyPI beyond this stage.
-RUN pip wheel --wheel-dir /wheels ".[feed]"
+# Wheels for the project and every dependency, at the versions of the lock
+# (requirements/lock.sh), so the runtime stage needs no compiler and no network access.
+RUN pip wheel --wheel-dir /wheels --constraint requirements/feed.txt ".[feed]"
 
 FROM python:3.12-slim
 ENV PYTHONUNBUFFERED=1 \

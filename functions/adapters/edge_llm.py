@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from pydantic import SecretStr
 from supabase_functions import SyncFunctionsClient
 from supabase_functions.errors import FunctionsHttpError, FunctionsRelayError
 
@@ -142,7 +143,8 @@ class EdgeLlmProxy(LlmProxyBase):
             raise ValueError("SUPABASE_URL is not set (needed by LLM_PROXY_TRANSPORT=edge)")
         return cls(
             supabase_url=settings.supabase_url,
-            supabase_key=settings.supabase_key.get_secret_value(),
+            # Secrets Manager when SUPABASE_KEY_SECRET_ID is set (read once per container).
+            supabase_key=(settings.secret("supabase_key") or SecretStr("")).get_secret_value(),
             function_name=settings.llm_proxy_function,
             timeout_s=settings.llm_proxy_timeout_s,
             max_attempts=settings.llm_proxy_max_attempts,

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import ValidationError
 
+from functions.adapters.tracing import span, trace_header
 from functions.core.errors import (
     CallUsage,
     LlmProxyInvalidAnswer,
@@ -92,13 +93,14 @@ class LlmProxyBase(ABC):
 
     `sleep`, `clock` and `random` are injectable so retry timing can be tested without
     waiting; `clock` must be monotonic and is the same clock `deadline` is measured on.
-    `secrets` are redacted from every message this class raises or logs.
+    `secrets` are redacted from every message this class raises or logs; a callable entry
+    is read at each use (a key rotated in Secrets Manager is redacted too).
     """
 
     def __init__(
         self,
         *,
-        secrets: Iterable[str],
+        secrets: Iterable[str | Callable[[], str]],
         timeout_s: float,
         max_attempts: int,
         backoff_base_s: float,
@@ -174,7 +176,23 @@ class LlmProxyBase(ABC):
         idempotency_key: str,
         deadline: float | None,
     ) -> LlmResult:
-        headers = {"Idempotency-Key": idempotency_key, **trace_headers(metadata)}
+        with span("llm-proxy", path=operation, workflow_id=_text_or_none(metadata.workflow_id)):
+            return self._call_in_span(operation, body, metadata, answer_type, idempotency_key, deadline)
+
+    def _call_in_span(
+        self,
+        operation: str,
+        body: dict[str, Any],
+        metadata: TraceMetadata,
+        answer_type: type[_AnswerT],
+        idempotency_key: str,
+        deadline: float | None,
+    ) -> LlmResult:
+        headers = {"Idempotency-Key": idempotency_key, **trace_headers(metadata), **self._request_headers()}
+        # Our X-Ray trace, passed on: llm-proxy records it beside its Braintrust trace.
+        xray = trace_header()
+        if xray:
+            headers["X-Amzn-Trace-Id"] = xray
         attempt = 0
         while True:
             attempt += 1
@@ -264,9 +282,15 @@ class LlmProxyBase(ABC):
         return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
 
     def _redact(self, message: str) -> str:
-        for secret in self._secrets:
-            message = message.replace(secret, "***")
+        for entry in self._secrets:
+            secret = entry() if callable(entry) else entry
+            if secret:
+                message = message.replace(secret, "***")
         return message
+
+    def _request_headers(self) -> dict[str, str]:
+        """Headers a transport adds per request (e.g. a key read at each call)."""
+        return {}
 
 
 def attempt_timeout(seconds: float) -> httpx.Timeout:
@@ -342,3 +366,7 @@ def reported_usage(content: bytes, latency_ms: int | None) -> CallUsage | None:
         model=model[:200] if isinstance(model, str) else None,
         trace_id=trace_id[:200] if isinstance(trace_id, str) else None,
     )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from pydantic import SecretStr
 
 from functions.adapters.llm_calls import (
     ANALYZE_OPERATION,
@@ -39,7 +40,7 @@ class HttpLlmProxy(LlmProxyBase):
     def __init__(
         self,
         base_url: str,
-        api_key: str,
+        api_key: str | Callable[[], str],
         *,
         timeout_s: float = 20.0,
         max_attempts: int = 3,
@@ -58,9 +59,8 @@ class HttpLlmProxy(LlmProxyBase):
             retry_after_cap_s=retry_after_cap_s, min_attempt_s=min_attempt_s,
             sleep=sleep, clock=clock, random=random,
         )  # fmt: skip
+        self._api_key = api_key
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
         self._client = httpx.Client(
             base_url=base_url.rstrip("/") + "/",
             headers=headers,
@@ -75,7 +75,8 @@ class HttpLlmProxy(LlmProxyBase):
     ) -> HttpLlmProxy:
         return cls(
             base_url=settings.llm_proxy_url,
-            api_key=settings.llm_proxy_api_key.get_secret_value(),
+            # Read per request (Secrets Manager, cached): a rotated key needs no restart.
+            api_key=lambda: (settings.secret("llm_proxy_api_key") or SecretStr("")).get_secret_value(),
             timeout_s=settings.llm_proxy_timeout_s,
             max_attempts=settings.llm_proxy_max_attempts,
             transport=transport,
@@ -89,6 +90,10 @@ class HttpLlmProxy(LlmProxyBase):
 
     def __repr__(self) -> str:  # never the key
         return f"HttpLlmProxy(base_url={str(self._client.base_url)!r})"
+
+    def _request_headers(self) -> dict[str, str]:
+        key = self._api_key() if callable(self._api_key) else self._api_key
+        return {"Authorization": f"Bearer {key}"} if key else {}
 
     def _send(self, operation: str, body: dict[str, Any], headers: dict[str, str], timeout_s: float) -> bytes:
         timeout = attempt_timeout(timeout_s)

@@ -56,7 +56,7 @@ class Database:
 
     def __init__(
         self,
-        url: str,
+        url: str | Callable[[], str],
         *,
         connect_timeout_s: int = 5,
         application_name: str = "cmon",
@@ -74,7 +74,7 @@ class Database:
             return self._conn
         try:
             self._conn = psycopg.connect(
-                self._url,
+                self._url() if callable(self._url) else self._url,
                 row_factory=dict_row,
                 prepare_threshold=None,
                 connect_timeout=self._connect_timeout_s,

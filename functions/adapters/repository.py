@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from functions.adapters.postgres import Database, Row
+from functions.adapters.tracing import traced
 from functions.core.contracts import CandleClosed, WorkflowType
 from functions.core.errors import CallUsage, NotFound
 from functions.core.guardrails import Verdict
@@ -101,6 +102,7 @@ class PostgresRepository:
 
     # claims -----------------------------------------------------------------------------
 
+    @traced("claim")
     def claim_candle(
         self, workflow_id: UUID, candle_time: datetime, lease_s: int, stale_intervals: int | None = None
     ) -> ClaimResult:
@@ -114,6 +116,7 @@ class PostgresRepository:
             )
         )
 
+    @traced("claim")
     def claim_initial_analysis(self, signal_id: UUID, lease_s: int) -> ClaimResult:
         return ClaimResult.model_validate(
             self.db.call("claim_initial_analysis", signal_id=signal_id, lease_seconds=lease_s)
@@ -178,6 +181,7 @@ class PostgresRepository:
 
     # record + apply -------------------------------------------------------------------
 
+    @traced("record")
     def record_setup_analysis(
         self, workflow_id: UUID, candle: CandleClosed, answer: SetupAnswer, latency_ms: int
     ) -> SetupOutcome:
@@ -193,6 +197,7 @@ class PostgresRepository:
             )
         )
 
+    @traced("record")
     def record_initial_analysis(
         self, signal_id: UUID, answer: SetupAnswer, latency_ms: int, max_reanalyses: int
     ) -> SetupOutcome:
@@ -207,6 +212,7 @@ class PostgresRepository:
             )
         )
 
+    @traced("record")
     def record_management_decision(
         self,
         workflow_id: UUID,
@@ -268,6 +274,7 @@ class PostgresRepository:
             "trace_id": usage.trace_id,
         }
 
+    @traced("record")
     def record_workflow_failure(
         self,
         workflow_id: UUID,
@@ -290,6 +297,7 @@ class PostgresRepository:
             )
         )
 
+    @traced("record")
     def record_initial_failure(
         self,
         signal_id: UUID,

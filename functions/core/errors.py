@@ -38,6 +38,10 @@ class NotFound(PermanentError):
     """The entity the operation names does not exist."""
 
 
+class Unauthorized(PermanentError):
+    """The caller did not present the secret the operation needs (the API answers 401)."""
+
+
 class DatabaseUnavailable(TransientError):
     """Postgres could not be reached or the connection broke mid-operation."""
 

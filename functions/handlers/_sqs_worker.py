@@ -14,10 +14,22 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from functions.core.contracts import AnalysisJob
+from functions.core.logs import candle_key, service_logger
 from functions.handlers import wiring
 from functions.services.jobs import JobOutcome
 
 Process = Callable[..., JobOutcome]
+
+
+def job_log_keys(job: AnalysisJob, message_id: str) -> dict[str, str | None]:
+    """The correlation ids of one job: its workflow, its candle, its SQS message."""
+    candle = job.candle
+    return {
+        "workflow_id": str(job.workflow_id) if job.workflow_id else None,
+        "signal_id": str(job.signal_id) if job.signal_id else None,
+        "candle": candle_key(candle.symbol, candle.interval, candle.close_time) if candle else None,
+        "sqs_message_id": message_id,
+    }
 
 
 def handle_batch(event: dict[str, Any], context: Any, process: Process) -> dict[str, Any]:
@@ -27,11 +39,24 @@ def handle_batch(event: dict[str, Any], context: Any, process: Process) -> dict[
     deadline = wiring.deadline_from(context)
     processor = BatchProcessor(event_type=EventType.SQS)
 
+    logger = service_logger()
+
     def record_handler(record: SQSRecord) -> str:
         job = AnalysisJob.model_validate_json(record.body)
-        outcome = process(
-            job, repo=deps.repo, llm=llm, metrics=deps.metrics, config=deps.worker_config, deadline=deadline
-        )
+        # Every line logged for this job (ours, the services', the adapters') carries these.
+        keys = job_log_keys(job, record.message_id)
+        logger.append_keys(**keys)
+        try:
+            outcome = process(
+                job,
+                repo=deps.repo,
+                llm=llm,
+                metrics=deps.metrics,
+                config=deps.worker_config,
+                deadline=deadline,
+            )
+        finally:
+            logger.remove_keys(list(keys))
         return outcome.status
 
     try:

@@ -14,25 +14,48 @@ import json
 from typing import Annotated, Any
 from uuid import UUID
 
-from aws_lambda_powertools import Logger
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
+from aws_lambda_powertools.logging import correlation_paths
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from mangum import Mangum
-from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from functions.core.errors import CmonError, InvalidInput, NotFound, TransientError
+from functions.adapters.tracing import service_tracer
+from functions.core.errors import CmonError, InvalidInput, NotFound, TransientError, Unauthorized
+from functions.core.logs import service_logger
 from functions.core.operator import ResumeResult
-from functions.core.telemetry import SERVICE
 from functions.handlers import wiring
+from functions.handlers.api_models import (
+    ADMIN_ERRORS,
+    AUTH_ERROR,
+    NOT_FOUND_ERROR,
+    UNAVAILABLE_ERROR,
+    VALIDATION_ERROR,
+    DbText,
+    ErrorBody,
+    Health,
+    SupabaseWebhook,
+    WebhookAnswer,
+    WorkflowAction,
+    WorkflowDetail,
+    WorkflowList,
+)
 from functions.services.operator import Operator
 from functions.services.register import handle_webhook
 
-# The services log the brief's lines on `cmon.*` loggers; this gives them the JSON handler.
-logger = Logger(service=SERVICE)
-
 Deps = Annotated[wiring.Container, Depends(wiring.container)]
+
+# Declared as security schemes so the OpenAPI says how to authenticate (either one will do).
+_webhook_bearer = HTTPBearer(auto_error=False, scheme_name="WebhookBearer")
+_webhook_source = APIKeyHeader(
+    name="x-supabase-webhook-source", auto_error=False, scheme_name="WebhookSource"
+)
+_admin_bearer = HTTPBearer(auto_error=False, scheme_name="AdminBearer")
+_admin_key = APIKeyHeader(name="x-api-key", auto_error=False, scheme_name="AdminApiKey")
+Bearer = HTTPAuthorizationCredentials | None
 
 
 async def _container_on_loop() -> wiring.Container:
@@ -52,38 +75,53 @@ def _secret_matches(candidate: str | None, secret: str | None) -> bool:
     return hmac.compare_digest(candidate.encode(), secret.encode())
 
 
-def _bearer(value: str | None) -> str | None:
-    if value and value[:7].lower() == "bearer ":
-        return value[7:].strip()
-    return None
+def _token(credentials: Bearer) -> str | None:
+    return credentials.credentials.strip() if credentials is not None else None
 
 
 async def require_webhook_secret(
     deps: WebhookDeps,
-    authorization: Annotated[str | None, Header()] = None,
-    x_supabase_webhook_source: Annotated[str | None, Header()] = None,
+    bearer: Annotated[Bearer, Security(_webhook_bearer)],
+    source: Annotated[str | None, Security(_webhook_source)],
 ) -> None:
-    secret = deps.settings.webhook_secret.get_secret_value() if deps.settings.webhook_secret else None
-    if not (
-        _secret_matches(_bearer(authorization), secret) or _secret_matches(x_supabase_webhook_source, secret)
-    ):
-        raise HTTPException(status_code=401, detail="missing or wrong webhook secret")
+    current = deps.settings.secret("webhook_secret")  # Secrets Manager (cached) or the env var
+    secret = current.get_secret_value() if current else None
+    if not (_secret_matches(_token(bearer), secret) or _secret_matches(source, secret)):
+        raise Unauthorized("missing or wrong webhook secret")
 
 
 def require_admin(
     deps: Deps,
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
+    bearer: Annotated[Bearer, Security(_admin_bearer)],
+    api_key: Annotated[str | None, Security(_admin_key)],
 ) -> None:
-    key = deps.settings.admin_api_key.get_secret_value() if deps.settings.admin_api_key else None
-    if not (_secret_matches(_bearer(authorization), key) or _secret_matches(x_api_key, key)):
-        raise HTTPException(status_code=401, detail="missing or wrong admin API key")
+    current = deps.settings.secret("admin_api_key")
+    key = current.get_secret_value() if current else None
+    if not (_secret_matches(_token(bearer), key) or _secret_matches(api_key, key)):
+        raise Unauthorized("missing or wrong admin API key")
 
 
 webhooks = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
+# The body is parsed by functions.core.webhooks (so that every recorded Supabase payload is
+# read exactly as before, and the secret is checked before the body); the OpenAPI still
+# describes it, from the same model.
+_WEBHOOK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": SupabaseWebhook.model_json_schema(by_alias=True)}},
+    }
+}
 
-@webhooks.post("/supabase", dependencies=[Depends(require_webhook_secret)])
+
+@webhooks.post(
+    "/supabase",
+    dependencies=[Depends(require_webhook_secret)],
+    response_model=WebhookAnswer,
+    response_model_exclude_none=True,
+    responses={**AUTH_ERROR, **VALIDATION_ERROR, **UNAVAILABLE_ERROR},
+    openapi_extra=_WEBHOOK_BODY,
+)
 async def supabase_webhook(request: Request, deps: WebhookDeps) -> dict[str, Any]:
     raw = await request.body()
     try:
@@ -106,7 +144,7 @@ async def supabase_webhook(request: Request, deps: WebhookDeps) -> dict[str, Any
 workflows = APIRouter(prefix="/workflows", tags=["workflows"], dependencies=[Depends(require_admin)])
 
 
-@workflows.get("")
+@workflows.get("", response_model=WorkflowList, responses=ADMIN_ERRORS)
 def list_workflows(
     deps: Deps,
     active: bool | None = None,
@@ -118,36 +156,28 @@ def list_workflows(
     return {"workflows": rows, "count": len(rows)}
 
 
-@workflows.get("/{workflow_id}")
+@workflows.get("/{workflow_id}", response_model=WorkflowDetail, responses={**ADMIN_ERRORS, **NOT_FOUND_ERROR})
 def get_workflow(workflow_id: UUID, deps: Deps) -> dict[str, Any]:
     return deps.repo.workflow_detail(workflow_id)
 
 
-@workflows.post("/{workflow_id}/stop")
-def stop_workflow(workflow_id: UUID, deps: Deps, reason: str = "stopped_by_admin") -> dict[str, Any]:
+@workflows.post(
+    "/{workflow_id}/stop", response_model=WorkflowAction, responses={**ADMIN_ERRORS, **NOT_FOUND_ERROR}
+)
+def stop_workflow(workflow_id: UUID, deps: Deps, reason: DbText = "stopped_by_admin") -> dict[str, Any]:
     result = deps.repo.stop_workflow(workflow_id, reason)
     if result.reason == "workflow_not_found":
         raise NotFound(f"workflow {workflow_id} not found")
     return {"action": result.action, "workflow_id": str(workflow_id)}
 
 
-class ErrorBody(BaseModel):
-    error: str
-    detail: str
-    reason: str | None = None
-
-
-class AuthError(BaseModel):
-    detail: str
-
-
 @workflows.post(
     "/{workflow_id}/resume",
     response_model=ResumeResult,
     responses={
-        401: {"model": AuthError, "description": "missing or wrong admin API key"},
-        404: {"model": ErrorBody, "description": "no such workflow"},
-        409: {"model": ErrorBody, "description": "its signal is finished or its position closed"},
+        **ADMIN_ERRORS,
+        **NOT_FOUND_ERROR,
+        409: {"model": ErrorBody, "description": "Its signal is finished or its position closed."},
     },
 )
 def resume_workflow(workflow_id: UUID, deps: Deps) -> ResumeResult | JSONResponse:
@@ -156,49 +186,62 @@ def resume_workflow(workflow_id: UUID, deps: Deps) -> ResumeResult | JSONRespons
         raise TransientError("no operator store configured")
     result = Operator(deps.operator_store, actor="api:admin").resume_workflow(workflow_id)
     if result.action == "refused":
-        return JSONResponse(
-            status_code=409,
-            content={
-                "error": "conflict",
-                "detail": f"workflow {workflow_id} cannot be resumed",
-                "reason": result.reason,
-            },
+        return _error(
+            409, "conflict", detail=f"workflow {workflow_id} cannot be resumed", reason=result.reason
         )
     return result
+
+
+# Our errors → HTTP, most specific first; anything else of ours is a 500 (a bug, not input).
+_STATUS_OF: tuple[tuple[type[CmonError], int, str], ...] = (
+    (Unauthorized, 401, "unauthorized"),
+    (InvalidInput, 422, "invalid_payload"),
+    (NotFound, 404, "not_found"),
+    (TransientError, 503, "unavailable"),
+)
+
+
+def _error(
+    status: int, error: str, *, field: str | None = None, detail: str | None = None, reason: str | None = None
+) -> JSONResponse:
+    body = ErrorBody(error=error, field=field, detail=detail, reason=reason)
+    return JSONResponse(status_code=status, content=body.model_dump(exclude_none=True))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """One mapping from our errors to HTTP, and FastAPI's own errors in the same body shape."""
+
+    @app.exception_handler(CmonError)
+    async def domain_error(_: Request, exc: CmonError) -> JSONResponse:
+        for kind, status, code in _STATUS_OF:
+            if isinstance(exc, kind):
+                return _error(status, code, field=getattr(exc, "field", None), detail=str(exc))
+        return _error(500, type(exc).__name__)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": ("body",), "msg": "invalid"}
+        field = ".".join(str(p) for p in first["loc"])
+        return _error(422, "invalid_request", field=field, detail=str(first["msg"]))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        response = _error(exc.status_code, "http_error", detail=str(exc.detail))
+        response.headers.update(exc.headers or {})  # 405 keeps its Allow header
+        return response
 
 
 def create_app() -> FastAPI:
     """The app; settings and connections come from the container on first request."""
     app = FastAPI(title="cmon", version="0.1.0", docs_url="/docs", redoc_url=None)
 
-    @app.get("/health", tags=["health"])
+    @app.get("/health", tags=["health"], response_model=Health)
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
     app.include_router(webhooks)
     app.include_router(workflows)
-
-    @app.exception_handler(InvalidInput)
-    async def invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
-        return JSONResponse(
-            status_code=422, content={"error": "invalid_payload", "field": exc.field, "detail": str(exc)}
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": ("body",), "msg": "invalid"}
-        field = ".".join(str(p) for p in first["loc"])
-        return JSONResponse(
-            status_code=422, content={"error": "invalid_request", "field": field, "detail": first["msg"]}
-        )
-
-    @app.exception_handler(CmonError)
-    async def domain_error(_: Request, exc: CmonError) -> JSONResponse:
-        if isinstance(exc, NotFound):
-            return JSONResponse(status_code=404, content={"error": "not_found", "detail": str(exc)})
-        if isinstance(exc, TransientError):
-            return JSONResponse(status_code=503, content={"error": "unavailable", "detail": str(exc)})
-        return JSONResponse(status_code=500, content={"error": type(exc).__name__})
+    install_error_handlers(app)
 
     @app.middleware("http")
     async def flush_metrics(request: Request, call_next: Any) -> Any:
@@ -229,5 +272,14 @@ class _LambdaHandler(Mangum):
         return super().__call__(event, context)
 
 
+logger = service_logger()
+tracer = service_tracer()
 app = create_app()
-handler = _LambdaHandler(app, lifespan="off")
+_mangum = _LambdaHandler(app, lifespan="off")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: Any) -> Any:
+    """Mangum behind Powertools' context: every line carries the request ids."""
+    return _mangum(event, context)

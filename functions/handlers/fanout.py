@@ -4,26 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 
+from functions.adapters.tracing import service_tracer
 from functions.core.contracts import CandleClosed
-from functions.core.telemetry import SERVICE
+from functions.core.logs import candle_key, service_logger
 from functions.handlers import wiring
 from functions.services.fan_out import fan_out
 
-logger = Logger(service=SERVICE)
+logger = service_logger()
+tracer = service_tracer()
 
 
 class CandleClosedEvent(EventBridgeModel):
     detail: CandleClosed
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     deps = wiring.container()
     candle = parse(event=event, model=CandleClosedEvent).detail
+    logger.append_keys(candle=candle_key(candle.symbol, candle.interval, candle.close_time))
     assert deps.queue is not None, "SETUP_QUEUE_URL and POSITION_QUEUE_URL must be set"
     try:
         result = fan_out(

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
-from functions.core.telemetry import SERVICE
+from functions.adapters.tracing import service_tracer
+from functions.core.logs import service_logger
 from functions.handlers._sqs_worker import handle_batch
 from functions.services.manage_position import process_position_job
 
-logger = Logger(service=SERVICE)
+logger = service_logger()
+tracer = service_tracer()
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return handle_batch(event, context, process_position_job)

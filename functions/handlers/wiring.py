@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from functions.core.guardrails import GuardrailConfig
+from functions.core.logs import register_secret
 from functions.services.jobs import WorkerConfig
 from functions.services.ports import Clock, JobQueue, LlmProxy, Metrics, OperatorStore, Repository
 from functions.settings import Settings, get_settings
@@ -67,9 +68,17 @@ def build(settings: Settings) -> Container:
     from functions.adapters.postgres import Database
     from functions.adapters.repository import PostgresRepository
 
-    if settings.database_url is None:
-        raise RuntimeError("DATABASE_URL is not set")
-    db = Database(settings.database_url.get_secret_value())
+    register_secret(*settings.secret_values())
+    if settings.database_url is None and settings.database_url_secret_id is None:
+        raise RuntimeError("DATABASE_URL (or DATABASE_URL_SECRET_ID) is not set")
+
+    def database_url() -> str:
+        # Read at each (re)connect: a rotated password is used by the next connection.
+        current = settings.secret("database_url")
+        assert current is not None
+        return current.get_secret_value()
+
+    db = Database(database_url)
     repo = PostgresRepository(db)
     queue = None
     if settings.setup_queue_url and settings.position_queue_url:

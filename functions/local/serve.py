@@ -318,7 +318,9 @@ def local_services(
             if edge
             else str(llm_proxy_url)
         )
-        db = PerThreadDatabase(database_url, application_name="cmon-local", clock=clock)  # uvicorn serves in threads
+        db = PerThreadDatabase(
+            database_url, application_name="cmon-local", clock=clock
+        )  # uvicorn serves in threads
         stack.callback(db.close)
         metrics = InMemoryMetrics()
         llm = TimedLlm(client)

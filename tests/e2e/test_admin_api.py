@@ -66,3 +66,32 @@ def test_the_api_handler_still_answers_after_asyncio_run_in_the_same_process(db_
     with running_stack(db_url):
         asyncio.run(nothing())  # leaves the main thread without a current event loop
         assert call("GET", "/health", key=None) == (200, {"status": "ok"})
+
+
+@pytest.mark.parametrize("reason", ["with%00nul", "x" * 201, ""], ids=["nul", "over-long", "empty"])
+def test_a_stop_reason_postgres_cannot_store_is_422_naming_the_field_and_stops_nothing(
+    db_url: str, reason: str
+) -> None:
+    with running_stack(db_url) as s:
+        trader = f.trader(s.db)
+        analysis = f.analysis(s.db, f.signal(s.db, trader), "wait")
+        wf = s.db.call("register_setup_monitoring", analysis_id=analysis, max_reanalyses=5)["workflow_id"]
+        status, body = call("POST", f"/workflows/{wf}/stop", query=f"reason={reason}")
+        assert (status, body["error"], body["field"]) == (422, "invalid_request", "query.reason")
+        assert f.workflow(s.db, wf)["is_active"] is True
+        assert call("POST", f"/workflows/{wf}/stop", query="reason=" + "y" * 200)[1]["action"] == "stopped"
+
+
+def test_errors_share_one_body_shape_and_405_names_the_allowed_methods(db_url: str) -> None:
+    with running_stack(db_url):
+        assert call("GET", "/workflows", key="wrong") == (
+            401,
+            {"error": "unauthorized", "detail": "missing or wrong admin API key"},
+        )
+        status, body = call("GET", f"/workflows/{uuid.uuid4()}")
+        assert (status, body["error"]) == (404, "not_found")
+        status, body = call("GET", "/nowhere")
+        assert (status, body["error"]) == (404, "http_error")
+        response = api.handler(http_api_event("DELETE", "/health"), LambdaContext("api"))
+        assert response["statusCode"] == 405
+        assert response["headers"]["allow"] == "GET"

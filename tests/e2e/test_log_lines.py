@@ -59,7 +59,8 @@ class JsonLogs:
 def logs() -> Iterator[JsonLogs]:
     """A second handler on the services' `cmon` logger with the Powertools formatter."""
     root = logging.getLogger("cmon")
-    [powertools] = [h for h in root.handlers if type(h.formatter).__name__ == "LambdaPowertoolsFormatter"]
+    # The JSON handler functions.core.logs.service_logger attached (Powertools' formatter).
+    [powertools] = [h for h in root.handlers if getattr(h, "_cmon_json", False)]
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(powertools.formatter)

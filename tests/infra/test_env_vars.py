@@ -18,6 +18,7 @@ RUNTIME_PROVIDED = {"TZ", "LANG", "PATH", "HOME", "PWD"}
 POWERTOOLS = {
     "POWERTOOLS_SERVICE_NAME": "cmon",
     "POWERTOOLS_METRICS_NAMESPACE": "Cmon",
+    "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
 }
 # Code that never runs in a Lambda function.
 NOT_IN_LAMBDA = ("functions/local", "functions/cli.py")
@@ -35,7 +36,10 @@ def _runtime_provided(name: str) -> bool:
 def lambda_env_vars() -> set[str]:
     from functions.settings import Settings
 
-    names = {_env_name(n, f) for n, f in Settings.model_fields.items()}
+    fields = Settings.model_fields
+    # A secret setting with a `<name>_secret_id` sibling is read from Secrets Manager in
+    # Lambda: the template sets the id, never the value.
+    names = {_env_name(n, f) for n, f in fields.items() if f"{n}_secret_id" not in fields}
     names = {n for n in names if not _runtime_provided(n)}  # e.g. AWS_LAMBDA_FUNCTION_VERSION
     scanned = _cfn.env_reads(_cfn.python_files("functions", exclude=NOT_IN_LAMBDA))
     names |= {n for n in scanned if not _runtime_provided(n)}
@@ -66,7 +70,8 @@ def _function_variables(transformed: dict[str, Any]) -> dict[str, dict[str, Any]
 
 def test_the_scan_finds_the_settings() -> None:
     names = lambda_env_vars()
-    assert {"DATABASE_URL", "LLM_PROXY_URL", "STAGE", "SETUP_QUEUE_URL"} <= names
+    assert {"DATABASE_URL_SECRET_ID", "LLM_PROXY_URL", "STAGE", "SETUP_QUEUE_URL"} <= names
+    assert "DATABASE_URL" not in names  # read from Secrets Manager in Lambda
 
 
 def test_every_function_gets_every_variable_the_code_reads(transformed: dict[str, Any]) -> None:

@@ -294,7 +294,7 @@ def test_dashboard_shows_the_briefs_metrics(sam_template: dict[str, Any]) -> Non
 
 
 # ------------------------------------------------------------------ security
-def test_secrets_are_dynamic_references_never_parameters(sam_template: dict[str, Any]) -> None:
+def test_no_secret_is_in_the_function_configuration_only_secret_ids(sam_template: dict[str, Any]) -> None:
     from pydantic import SecretStr
 
     from functions.settings import Settings
@@ -306,19 +306,32 @@ def test_secrets_are_dynamic_references_never_parameters(sam_template: dict[str,
     }
     assert {"DATABASE_URL", "LLM_PROXY_API_KEY", "WEBHOOK_SECRET", "ADMIN_API_KEY"} <= secret_vars
     variables = sam_template["Globals"]["Function"]["Environment"]["Variables"]
+    assert not secret_vars & set(variables), "a secret value in the function configuration"
+    assert "resolve:secretsmanager" not in json.dumps(sam_template["Globals"])
     for var in secret_vars:
-        value = variables[var]
-        if isinstance(value, dict) and "Fn::If" in value:
-            # Resolved only under a condition (SUPABASE_KEY: the edge transport), else empty.
-            _condition, value, otherwise = value["Fn::If"]
-            assert otherwise == "", var
-        text = _cfn.sub_text(value)
-        assert text is not None and text.startswith(("{{resolve:secretsmanager:", "{{resolve:ssm-secure:")), (
-            var
-        )
+        # Each secret setting is read at run time from the secret the template names.
+        assert variables[f"{var}_SECRET_ID"] == {"Ref": "AppSecretId"}, var
+        assert f"{var.lower()}_secret_id" in Settings.model_fields
     for name, param in sam_template["Parameters"].items():
         assert "NoEcho" not in param, f"{name}: a secret passed as a parameter"
         assert name.upper() not in secret_vars
+
+
+def test_every_function_may_read_exactly_the_app_secret(sam_template: dict[str, Any]) -> None:
+    functions = _cfn.resources_of(sam_template, "AWS::Serverless::Function")
+    assert len(functions) == 5
+    for name, fn in functions.items():
+        grants = [
+            p["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"]
+            for p in fn["Properties"].get("Policies", [])
+            if isinstance(p, dict) and "AWSSecretsManagerGetSecretValuePolicy" in p
+        ]
+        assert [_cfn.sub_text(g) for g in grants] == [
+            "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${AppSecretId}-??????"
+        ], name
+
+
+def test_the_feed_reads_its_database_url_from_secrets_manager(sam_template: dict[str, Any]) -> None:
     # The feed gets DATABASE_URL from Secrets Manager through ECS, not as plain text.
     (task,) = _cfn.resources_of(sam_template, "AWS::ECS::TaskDefinition").values()
     (container,) = task["Properties"]["ContainerDefinitions"]
@@ -364,6 +377,8 @@ def _sent_to(role: dict[str, Any]) -> set[str]:
         for statement in policy["PolicyDocument"]["Statement"]:
             actions = statement["Action"]
             actions = [actions] if isinstance(actions, str) else actions
+            if actions == ["secretsmanager:GetSecretValue"]:
+                continue  # the app secret (test_every_function_may_read_exactly_the_app_secret)
             assert all(a.startswith("sqs:SendMessage") for a in actions), actions
             resource = statement["Resource"]
             if "Fn::Sub" in resource:
@@ -387,4 +402,16 @@ def test_functions_may_send_only_to_their_queues(transformed: dict[str, Any]) ->
         role = resources[_cfn.ref_name(resources[name]["Properties"]["Role"])]
         assert _sent_to(role) == queues, name
         managed = {a.rsplit("/", 1)[-1] for a in role["Properties"]["ManagedPolicyArns"]}
-        assert managed <= {"AWSLambdaBasicExecutionRole", "AWSLambdaSQSQueueExecutionRole"}
+        # Tracing: Active adds the X-Ray write-only policy (PutTraceSegments, nothing to read).
+        assert managed <= {
+            "AWSLambdaBasicExecutionRole",
+            "AWSLambdaSQSQueueExecutionRole",
+            "AWSXrayWriteOnlyAccess",
+        }
+        assert "AWSXrayWriteOnlyAccess" in managed, name
+
+
+def test_every_function_is_traced(sam_template: dict[str, Any]) -> None:
+    assert sam_template["Globals"]["Function"]["Tracing"] == "Active"
+    for name, fn in _cfn.resources_of(sam_template, "AWS::Serverless::Function").items():
+        assert fn["Properties"].get("Tracing", "Active") == "Active", name
