@@ -70,7 +70,7 @@ class FeedApp:
         self._clock = clock
         self._provider = provider
         if provider is None and settings.database_url is not None and mode is Mode.LIVE:
-            self._provider = WorkflowStreams(settings.database_url.get_secret_value())
+            self._provider = WorkflowStreams(settings.database_url.get_secret_value(), settings.market)
         self._http = http
         self._own_http = http is None
         self.router: CandleRouter | None = None
