@@ -117,6 +117,7 @@ class FeedApp:
             metrics=self.metrics,
             clock=self._clock,
             max_backfill=settings.feed_max_backfill_candles,
+            recover_intervals=settings.stale_candle_intervals if backfiller is not None else 0,
         )
         if settings.feed_health_port >= 0:
             self.health = HealthServer(
