@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from feed_service.binance import KlineParser, KlinesClient
-from feed_service.health import HealthReport, HealthServer, stream_health
+from feed_service.health import HealthReport, HealthServer, stream_health, stream_lags
 from feed_service.metrics import FeedMetrics
 from feed_service.publisher import EventBridgePublisher, MeteredPublisher, Publisher
 from feed_service.router import CandleRouter
@@ -80,7 +80,7 @@ class FeedApp:
 
     def report(self) -> HealthReport:
         if self.router is None:
-            return False, {"streams": {}, "connections": []}
+            return False, {"status": "starting", "streams": {}, "connections": []}
         healthy, body = stream_health(
             self.router,
             clock=self._clock,
@@ -124,6 +124,8 @@ class FeedApp:
                 self.report, host=settings.feed_health_host, port=settings.feed_health_port
             )
             await self.health.start()
+        self.metrics.process_started()
+        self.metrics.stream_lags = lambda: stream_lags(self.report()[1])
         metrics_task = asyncio.create_task(self.metrics.run(settings.feed_metrics_interval_s))
         source = asyncio.create_task(self._source(), name=f"source-{self.mode}")
         stopper = asyncio.create_task(stop.wait())

@@ -48,6 +48,10 @@ class MetricName(StrEnum):
     FEED_DUPLICATES_DROPPED = "FeedDuplicatesDropped"
     FEED_RECONNECTS = "FeedReconnects"
     FEED_PUBLISH_LAG_MS = "FeedPublishLagMs"
+    # One value per stream per flush: seconds overdue since its expected next close.
+    FEED_STREAM_LAG_S = "FeedStreamLagSeconds"
+    # One per process start: more than one in a window means the task restarts.
+    FEED_PROCESS_STARTS = "FeedProcessStarts"
 
 
 class LogEvent(StrEnum):
