@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Publish closed Binance candles (deduplicated, gaps backfilled) as "
         "CandleClosed events. Environment: BINANCE_MARKET, BINANCE_WS_URL, "
         "BINANCE_REST_URL, FEED_STREAMS, DATABASE_URL, EVENT_BUS_NAME, STAGE, "
-        "AWS_ENDPOINT_URL and the FEED_* tuning variables.",
+        "STALE_CANDLE_INTERVALS (closed candles republished per stream at start and after "
+        "every reconnect, default 2), AWS_ENDPOINT_URL and the FEED_* tuning variables.",
     )
     parser.add_argument(
         "--market",

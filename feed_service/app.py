@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from feed_service.binance import KlineParser, KlinesClient
-from feed_service.health import HealthReport, HealthServer, stream_health
+from feed_service.health import HealthReport, HealthServer, stream_health, stream_lags
 from feed_service.metrics import FeedMetrics
 from feed_service.publisher import EventBridgePublisher, MeteredPublisher, Publisher
 from feed_service.router import CandleRouter
@@ -70,7 +70,7 @@ class FeedApp:
         self._clock = clock
         self._provider = provider
         if provider is None and settings.database_url is not None and mode is Mode.LIVE:
-            self._provider = WorkflowStreams(settings.database_url.get_secret_value())
+            self._provider = WorkflowStreams(settings.database_url.get_secret_value(), settings.market)
         self._http = http
         self._own_http = http is None
         self.router: CandleRouter | None = None
@@ -80,7 +80,7 @@ class FeedApp:
 
     def report(self) -> HealthReport:
         if self.router is None:
-            return False, {"streams": {}, "connections": []}
+            return False, {"status": "starting", "streams": {}, "connections": []}
         healthy, body = stream_health(
             self.router,
             clock=self._clock,
@@ -117,12 +117,15 @@ class FeedApp:
             metrics=self.metrics,
             clock=self._clock,
             max_backfill=settings.feed_max_backfill_candles,
+            recover_intervals=settings.stale_candle_intervals if backfiller is not None else 0,
         )
         if settings.feed_health_port >= 0:
             self.health = HealthServer(
                 self.report, host=settings.feed_health_host, port=settings.feed_health_port
             )
             await self.health.start()
+        self.metrics.process_started()
+        self.metrics.stream_lags = lambda: stream_lags(self.report()[1])
         metrics_task = asyncio.create_task(self.metrics.run(settings.feed_metrics_interval_s))
         source = asyncio.create_task(self._source(), name=f"source-{self.mode}")
         stopper = asyncio.create_task(stop.wait())

@@ -1,9 +1,14 @@
 """`GET /health` for the container's HEALTHCHECK and the orchestrator's probe.
 
-A connection can be "open" while delivering nothing, so health is judged on the data:
-a stream is stale when its last closed candle is older than a couple of intervals
-(plus a grace period, since Binance sends the closing frame up to ~2 s late). Any stale
-stream makes the answer 503, and the orchestrator replaces the task.
+A connection can be "open" while delivering nothing, so health is judged on the data,
+per stream: a stream is `ok` when its last close is at most a couple of intervals old
+(plus a grace period, since Binance sends the closing frame up to ~2 s late),
+`starting` before its first close within that limit, and `degraded` beyond it (a quiet
+or delisted symbol, a stream Binance does not know). One degraded stream must not get
+the whole task replaced again and again — a new task would not make a delisted symbol
+trade — so the answer is 503 only when the task can serve no stream at all: every
+stream degraded. With no stream subscribed (no active workflow yet) there is nothing to
+fail: 200, `idle`.
 
 The server is a few lines of asyncio instead of a web framework: the feed image stays
 small and the endpoint has nothing else to do.
@@ -35,28 +40,41 @@ def stream_health(
     stale_after_intervals: float = 2.0,
     grace_s: float = 30.0,
 ) -> HealthReport:
+    """(can serve at least one stream, body); the body lists every stream's age."""
     now = clock()
     streams: dict[str, Any] = {}
-    healthy = True
+    serving = 0
     for stream, state in sorted(router.states().items()):
         length_s = intervals.interval_ms(stream.interval) / 1000
         limit_s = stale_after_intervals * length_s + grace_s
-        if state.last_close_ms is None:
-            age = now - state.since
-            last_close_age = None
-        else:
-            age = now - state.last_close_ms / 1000
-            last_close_age = round(age, 3)
+        closed = state.last_close_ms is not None
+        age = now - (state.last_close_ms / 1000 if state.last_close_ms is not None else state.since)
         stale = age > limit_s
-        healthy = healthy and not stale
+        status = "degraded" if stale else ("ok" if closed else "starting")
+        serving += not stale
         streams[str(stream)] = {
-            "last_close_age_s": last_close_age,
+            "status": status,
+            "age_s": round(age, 3),
+            "last_close_age_s": round(age, 3) if closed else None,
+            "lag_s": round(max(0.0, age - length_s), 3),
             "stale": stale,
             "published": state.published,
             "backfilled": state.backfilled,
             "duplicates_dropped": state.duplicates,
         }
-    return healthy, {"streams": streams}
+    healthy = serving > 0 or not streams
+    if not streams:
+        overall = "idle"
+    elif not healthy:
+        overall = "unhealthy"
+    else:
+        overall = "ok" if serving == len(streams) else "degraded"
+    return healthy, {"status": overall, "serving": serving, "streams": streams}
+
+
+def stream_lags(report: dict[str, Any]) -> list[float]:
+    """Each stream's seconds overdue (0 when on time), for the FeedStreamLagSeconds metric."""
+    return [float(s["lag_s"]) for s in report.get("streams", {}).values()]
 
 
 class HealthServer:
@@ -93,7 +111,7 @@ class HealthServer:
             parts = request_line.decode("latin-1").split()
             if len(parts) >= 2 and parts[0] in ("GET", "HEAD") and parts[1].split("?")[0] == "/health":
                 healthy, body = self._report()
-                body["status"] = "ok" if healthy else "stale"
+                body.setdefault("status", "ok" if healthy else "unhealthy")
                 status = "200 OK" if healthy else "503 Service Unavailable"
                 payload = json.dumps(body).encode()
             else:

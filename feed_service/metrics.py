@@ -36,6 +36,9 @@ class FeedMetrics:
         self._lags: list[float] = []
         self.totals: Counter[MetricName] = Counter()
         self.malformed_frames = 0
+        # Sampled at each flush: every stream's lag (seconds overdue), so the dashboard's
+        # Maximum is the worst stream and one quiet stream is visible without a restart.
+        self.stream_lags: Callable[[], list[float]] | None = None
 
     def incr(self, name: MetricName, value: int = 1) -> None:
         self._counts[name] += value
@@ -58,9 +61,12 @@ class FeedMetrics:
         # malformed frame from Binance is an anomaly to read in the logs, not to alarm on.
         self.malformed_frames += 1
 
-    def emf_line(self) -> str | None:
+    def process_started(self) -> None:
+        self.incr(MetricName.FEED_PROCESS_STARTS)
+
+    def emf_line(self, stream_lags: list[float] | None = None) -> str | None:
         """The pending values as one EMF document, or None when there is nothing to say."""
-        if not self._counts and not self._lags:
+        if not self._counts and not self._lags and not stream_lags:
             return None
         document: dict[str, object] = {
             "_aws": {
@@ -76,6 +82,11 @@ class FeedMetrics:
                                 if self._lags
                                 else []
                             ),
+                            *(
+                                [{"Name": str(MetricName.FEED_STREAM_LAG_S), "Unit": "Seconds"}]
+                                if stream_lags
+                                else []
+                            ),
                         ],
                     }
                 ],
@@ -87,16 +98,23 @@ class FeedMetrics:
             document[str(name)] = value
         if self._lags:
             document[str(MetricName.FEED_PUBLISH_LAG_MS)] = [round(v, 3) for v in self._lags]
+        if stream_lags:
+            document[str(MetricName.FEED_STREAM_LAG_S)] = [round(v, 3) for v in stream_lags]
         return json.dumps(document, separators=(",", ":"))
 
     def flush(self) -> None:
-        line = self.emf_line()
+        lags = self.stream_lags() if self.stream_lags is not None else []
+        lines = [self.emf_line(lags[:_MAX_VALUES])]
         self._counts.clear()
         self._lags.clear()
-        if line is None or self._out is None:
+        # More than 100 streams: the rest of the values in further lines (EMF's limit).
+        for start in range(_MAX_VALUES, len(lags), _MAX_VALUES):
+            lines.append(self.emf_line(lags[start : start + _MAX_VALUES]))
+        if self._out is None:
             return
-        out = self._out
-        print(line, file=out, flush=True)
+        for line in lines:
+            if line is not None:
+                print(line, file=self._out, flush=True)
 
     async def run(self, interval_s: float) -> None:
         """Flush every `interval_s` until cancelled, then once more."""

@@ -7,6 +7,14 @@ open time is a repeat (the closing frame sent twice, two connections overlapping
 a rotation) and is dropped; anything after the expected next open time means candles
 were missed, and those are fetched from REST and published first. Memory stays one
 small record per subscribed stream, however long the process runs.
+
+That memory dies with the process. So with `recover_intervals` = N (the functions'
+`STALE_CANDLE_INTERVALS`), a stream the router has not published yet starts from "the
+last N closed candles": `recover()` (called at start and after every reconnect) fetches
+them from REST, and if a live close comes first, the same window is backfilled before
+it. A restarted or replaced task therefore republishes the window — duplicates are
+harmless downstream — instead of losing what closed while it was down; anything older
+than the window would be skipped as stale by the fan-out anyway.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -22,7 +31,7 @@ from feed_service.binance import BackfillError, MalformedFrame
 from feed_service.metrics import FeedMetrics
 from feed_service.publisher import Publisher
 from feed_service.streams import StreamId
-from feed_service.timing import WallClock
+from feed_service.timing import WallClock, wall_ms
 from functions.core import intervals
 from functions.core.contracts import CandleClosed
 
@@ -49,6 +58,8 @@ class StreamState:
     published: int = 0
     backfilled: int = 0
     duplicates: int = 0
+    # Open time to recover from while nothing is published yet (None: no recovery).
+    recover_from_ms: int | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -61,21 +72,65 @@ class CandleRouter:
         metrics: FeedMetrics | None = None,
         clock: WallClock = time.time,
         max_backfill: int = 1000,
+        recover_intervals: int = 0,
+        recover_concurrency: int = 4,
     ) -> None:
         self.publisher = publisher
         self._backfiller = backfiller
         self._metrics = metrics
         self._clock = clock
         self._max_backfill = max_backfill
+        self._recover_intervals = recover_intervals if backfiller is not None else 0
+        self._recover_limit = asyncio.Semaphore(max(1, recover_concurrency))
         # Keyed by (symbol, interval) tuples: hashing a tuple is cheaper than a dataclass.
         self._states: dict[tuple[str, str], StreamState] = {}
         self.backfill_failures = 0
 
     def expect(self, stream: StreamId) -> None:
         """Start watching a stream (health counts its staleness from now)."""
+        self._state(stream)
+
+    def _state(self, stream: StreamId) -> StreamState:
         key = (stream.symbol, stream.interval)
-        if key not in self._states:
-            self._states[key] = StreamState(stream, since=self._clock())
+        state = self._states.get(key)
+        if state is None:
+            state = self._states[key] = StreamState(stream, since=self._clock())
+            if self._recover_intervals > 0:
+                state.recover_from_ms = self.window_start_ms(stream)
+        return state
+
+    def window_start_ms(self, stream: StreamId) -> int:
+        """Open time of the oldest of the last `recover_intervals` closed candles."""
+        start = intervals.open_time_of(wall_ms(self._clock), stream.interval)
+        for _ in range(self._recover_intervals):
+            start = intervals.open_time_of(start - 1, stream.interval)
+        return start
+
+    async def recover(self, streams: Iterable[StreamId]) -> None:
+        """Publish what each stream closed while we were not listening: since its last
+        published candle, or the last `recover_intervals` closed candles if it has none.
+
+        Called at start and after every (re)connect; a stream that is up to date costs
+        no REST call. Backfill failures are logged and counted, like gaps."""
+        if self._recover_intervals <= 0:
+            return
+        await asyncio.gather(*(self._recover_one(stream) for stream in streams))
+
+    async def _recover_one(self, stream: StreamId) -> None:
+        async with self._recover_limit:
+            state = self._state(stream)
+            async with state.lock:
+                if state.last_open_ms is not None:
+                    start = intervals.next_open_ms(state.last_open_ms, stream.interval)
+                else:
+                    start = (
+                        state.recover_from_ms
+                        if state.recover_from_ms is not None
+                        else self.window_start_ms(stream)
+                    )
+                end = intervals.open_time_of(wall_ms(self._clock), stream.interval) - 1
+                if start <= end:
+                    await self._backfill(stream, state, start, end)
 
     def forget(self, stream: StreamId) -> None:
         """Drop an unsubscribed stream, so a later re-subscription starts afresh instead
@@ -89,7 +144,7 @@ class CandleRouter:
         key = (candle.symbol, candle.interval)
         state = self._states.get(key)
         if state is None:
-            state = self._states[key] = StreamState(StreamId(*key), since=self._clock())
+            state = self._state(StreamId(*key))
         stream = state.stream
         async with state.lock:
             open_ms = epoch_ms(candle.open_time)
@@ -103,9 +158,11 @@ class CandleRouter:
                     )
                 return
             if state.last_open_ms is not None:
-                expected = intervals.next_open_ms(state.last_open_ms, stream.interval)
-                if open_ms > expected:
-                    await self._backfill(stream, state, expected, open_ms - 1)
+                expected: int | None = intervals.next_open_ms(state.last_open_ms, stream.interval)
+            else:
+                expected = state.recover_from_ms  # the first candle since (re)start
+            if expected is not None and open_ms > expected:
+                await self._backfill(stream, state, expected, open_ms - 1)
             await self.publisher.publish(candle)
             self._advance(state, candle, open_ms)
             state.published += 1

@@ -52,6 +52,9 @@ class FeedSettings(BaseSettings):
     feed_rest_max_attempts: int = Field(default=5, ge=1)
     feed_rest_max_wait_s: float = Field(default=60.0, ge=0)
     feed_max_backfill_candles: int = Field(default=1000, ge=1)
+    # The functions' staleness window, in intervals: at start and after every reconnect
+    # each stream republishes its last this-many closed candles (0 = off).
+    stale_candle_intervals: int = Field(default=2, ge=0)
 
     # Publishing.
     feed_queue_size: int = Field(default=1000, ge=1)

@@ -16,23 +16,29 @@ import psycopg
 
 from feed_service.streams import StreamId
 from feed_service.supervisor import ShardPool
+from functions.core.contracts import Market
 
 log = logging.getLogger(__name__)
 
 StreamProvider = Callable[[], Awaitable[set[StreamId]]]
 
-ACTIVE_PAIRS_SQL = "select distinct symbol, interval from public.workflow_schedules where is_active"
+# Only this feed's market: a spot feed subscribing a USD-M workflow's pair would publish
+# spot candles that drive nobody (the fan-out matches the market) and cost a stream slot.
+ACTIVE_PAIRS_SQL = (
+    "select distinct symbol, interval from public.workflow_schedules where is_active and market = %(market)s"
+)
 
 
 class WorkflowStreams:
-    """Reads `(symbol, interval)` of active workflows from Postgres.
+    """Reads `(symbol, interval)` of the active workflows of one market from Postgres.
 
     `prepare_threshold=None` because Supabase's transaction pooler (port 6543) hands
     each transaction to any backend, where a prepared statement of ours may not exist.
     """
 
-    def __init__(self, database_url: str, *, connect_timeout_s: float = 10.0) -> None:
+    def __init__(self, database_url: str, market: Market, *, connect_timeout_s: float = 10.0) -> None:
         self._url = database_url
+        self._market = market
         self._timeout = connect_timeout_s
 
     async def __call__(self) -> set[StreamId]:
@@ -45,7 +51,7 @@ class WorkflowStreams:
             ) as conn,
             conn.cursor() as cur,
         ):
-            await cur.execute(ACTIVE_PAIRS_SQL)
+            await cur.execute(ACTIVE_PAIRS_SQL, {"market": self._market.value})
             rows = await cur.fetchall()
         streams: set[StreamId] = set()
         for symbol, interval in rows:

@@ -11,8 +11,10 @@ whenever it is no longer trustworthy:
   there is no instant without a live connection. The overlap produces duplicate
   candles, which the router drops.
 
-Candles missed while a connection was down are not this module's concern: the router
-notices the gap at the next closed candle and backfills it.
+Candles missed while a connection was down: after every connect (the first one too,
+so a restarted process catches up) the supervisor asks the router to recover its
+streams from REST, in the background so the new connection is read meanwhile; the
+router also notices a gap at the next closed candle and backfills it.
 
 A `ShardPool` spreads the subscribed streams over as many shards as Binance's
 per-connection stream limit requires.
@@ -36,6 +38,7 @@ from feed_service.metrics import FeedMetrics
 from feed_service.router import CandleRouter
 from feed_service.streams import StreamId
 from feed_service.timing import Backoff, Sleeper
+from functions.core.errors import CmonError
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,9 @@ class ShardSupervisor:
         self._stopping = asyncio.Event()
         self._sync_lock = asyncio.Lock()
         self._generation = 0
+        self._recoveries: set[asyncio.Task[None]] = set()
+        self.recoveries_started = 0
+        self.recovery_failure: BaseException | None = None
 
     # -- public -----------------------------------------------------------------------
 
@@ -132,7 +138,12 @@ class ShardSupervisor:
                         self._backoff.reset()
             if conn is not None:
                 await conn.close("stopping")
+            if self.recovery_failure is not None:
+                raise self.recovery_failure
         finally:
+            for task in self._recoveries:
+                task.cancel()
+            await asyncio.gather(*self._recoveries, return_exceptions=True)
             if self.connection is not None and self.connection.close_reason is None:
                 await self.connection.close("stopping")
             self.state = ShardState.STOPPED
@@ -214,8 +225,32 @@ class ShardSupervisor:
             self.state = ShardState.CONNECTED
             # Streams may have changed while the connection was opening.
             await self._sync(conn)
+            self._start_recovery()
             return conn
         return None
+
+    def _start_recovery(self) -> None:
+        """Backfill what the streams closed while this shard was not connected."""
+        self.recoveries_started += 1
+        task = asyncio.create_task(self._recover(set(self.desired)), name=f"recover-{self.shard_id}")
+        self._recoveries.add(task)
+        task.add_done_callback(self._recovery_done)
+
+    def _recovery_done(self, task: asyncio.Task[None]) -> None:
+        self._recoveries.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # A bug, not an outage (those are CmonErrors): stop this shard so the pool
+            # reports it and the app exits, instead of losing the error in a task.
+            self.recovery_failure = task.exception()
+            self.stop()
+
+    async def _recover(self, streams: set[StreamId]) -> None:
+        try:
+            await self._router.recover(streams)
+        except CmonError as e:
+            # The publisher refused (e.g. EventBridge down for longer than its retries):
+            # the next reconnect or the next gap tries again.
+            log.error("shard %d: recovering %d streams failed: %s", self.shard_id, len(streams), e)
 
     async def _sync(self, conn: Connection) -> None:
         async with self._sync_lock:

@@ -319,9 +319,12 @@ class PostgresRepository:
     # fan-out, reconciliation ------------------------------------------------------------
 
     def workflows_for_candle(self, candle: CandleClosed) -> list[tuple[UUID, WorkflowType]]:
+        # The market is part of the stream: a spot and a USD-M feed on one bus each
+        # drive only their own market's workflows.
         rows = self.db.fetch_all(
-            "select workflow_id, workflow_type from public.workflows_for_candle(%(s)s, %(i)s, %(t)s)",
-            {"s": candle.symbol, "i": candle.interval, "t": candle.close_time},
+            "select workflow_id, workflow_type from public.workflows_for_candle("
+            "p_market => %(m)s, p_symbol => %(s)s, p_interval => %(i)s, p_candle_time => %(t)s)",
+            {"m": candle.market.value, "s": candle.symbol, "i": candle.interval, "t": candle.close_time},
         )
         return [(r["workflow_id"], WorkflowType(r["workflow_type"])) for r in rows]
 

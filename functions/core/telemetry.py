@@ -60,6 +60,11 @@ class MetricName(StrEnum):
     # projection scales with it).
     ROLLOUT_ADMITTED_PERCENT = "RolloutAdmittedPercent"
 
+    # One value per stream per flush: seconds overdue since its expected next close.
+    FEED_STREAM_LAG_S = "FeedStreamLagSeconds"
+    # One per process start: more than one in a window means the task restarts.
+    FEED_PROCESS_STARTS = "FeedProcessStarts"
+
 
 # Emitted a second time with the dimensions below, so that a deployment's alarm selects
 # the new version's numbers alone (the `live` alias mixes old and new during a canary).

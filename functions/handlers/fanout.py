@@ -1,4 +1,9 @@
-"""Fan-out Lambda: EventBridge `CandleClosed` → one SQS job per active workflow."""
+"""Fan-out Lambda: EventBridge `CandleClosed` → one SQS job per active workflow.
+
+A database outage is raised, never caught: the failed invocation is what makes Lambda
+retry the event (template: `EventInvokeConfig`, within the staleness window), and a
+stale retry is dropped by the service before it touches the database.
+"""
 
 from __future__ import annotations
 

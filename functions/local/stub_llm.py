@@ -506,6 +506,9 @@ def _error(status: int, message: str) -> _Reply:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # A burst of C workers connecting at once (bench_load: 100) must not overflow the
+    # listen backlog (default 5): refused SYNs are retried by the kernel after ~1 s.
+    request_queue_size = 1024
     stub: StubLlmProxy
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:

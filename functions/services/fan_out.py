@@ -1,5 +1,8 @@
 """Fan-out use case: one closed candle → one job per active workflow on its stream.
 
+A stream is (market, symbol, interval): a spot feed and a USD-M feed may publish on the
+same bus, and each candle drives only the workflows of its own market.
+
 The database query already leaves out workflows that claimed this candle, so a
 redelivered event mostly enqueues nothing; whatever slips through is refused by the
 claim in the worker. A candle older than `stale_intervals` intervals is not analysed:
@@ -48,6 +51,7 @@ def fan_out(
         log.warning(
             "Stale candle skipped",
             extra={
+                "market": candle.market.value,
                 "symbol": candle.symbol,
                 "interval": candle.interval,
                 "close_time": candle.close_time.isoformat(),
@@ -65,6 +69,7 @@ def fan_out(
     log.info(
         LogEvent.CANDLE_CLOSED,
         extra={
+            "market": candle.market.value,
             "stream": f"{candle.symbol}-{candle.interval}",
             "symbol": candle.symbol,
             "interval": candle.interval,

@@ -41,6 +41,8 @@ def feed_settings(ws: FakeBinanceWs, rest: FakeKlinesRest, **overrides: Any) -> 
         "feed_metrics_interval_s": 3600.0,
         "feed_subscription_refresh_s": 3600.0,
         "database_url": None,
+        # Scenarios on the recorded 2021 candles: no "last N closed candles" of today.
+        "stale_candle_intervals": 0,
         **overrides,
     }
     return FeedSettings(**values)

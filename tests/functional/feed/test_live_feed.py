@@ -363,3 +363,38 @@ def test_health_endpoint_reports_staleness() -> None:
                 assert missing.status_code == 404
 
     run(scenario())
+
+
+def test_health_over_http_is_200_degraded_with_one_quiet_stream_and_503_only_with_none_served() -> None:
+    now = [BASE_MS / 1000 + 61.0]
+
+    async def scenario() -> None:
+        async with FakeBinanceWs() as ws:
+            with FakeKlinesRest() as rest:
+                settings = feed_settings(
+                    ws,
+                    rest,
+                    feed_streams="BTCUSDT@1m,ETHUSDT@1m",
+                    feed_health_port=0,
+                    feed_health_host="127.0.0.1",
+                )
+                async with running_feed(settings, clock=lambda: now[0]) as (app, sink):
+                    assert app.health is not None
+                    url = f"http://127.0.0.1:{app.health.port}/health"
+                    conn = await ws.wait_conn(0, {BTC, ETH})
+                    now[0] += 200  # ETH never closes (delisted, say)
+                    await ws.send(conn, kline(3))
+                    await sink.wait_for(1)
+                    async with httpx.AsyncClient() as client:
+                        one_quiet = await client.get(url)
+                        now[0] += 600
+                        none_served = await client.get(url)
+                assert one_quiet.status_code == 200
+                body = one_quiet.json()
+                assert body["status"] == "degraded"
+                assert body["streams"]["ETHUSDT@1m"]["status"] == "degraded"
+                assert body["streams"]["BTCUSDT@1m"]["status"] == "ok"
+                assert none_served.status_code == 503
+                assert none_served.json()["status"] == "unhealthy"
+
+    run(scenario())

@@ -1,46 +1,46 @@
-"""Dynamic subscriptions read from a real Postgres (the active workflows' pairs)."""
+"""Dynamic subscriptions read from a real, migrated Postgres: the active workflows' pairs
+of the feed's own market only."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
-
-import psycopg
-import pytest
 
 from feed_service.streams import StreamId
 from feed_service.subscriptions import WorkflowStreams
+from functions.adapters.postgres import Database
+from functions.core.contracts import Market
+from tests.support import factories as f
 
 
-@pytest.fixture
-def schedules_url(pg_admin_url: str) -> Iterator[str]:
-    """A scratch database with just the columns the feed reads."""
-    name = f"feed_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
-    url = urlunsplit(urlsplit(pg_admin_url)._replace(path=f"/{name}"))
-    try:
-        yield url
-    finally:
-        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{name}" with (force)')
+def _workflow(db: Database, symbol: str, interval: str, market: str, *, active: bool = True) -> None:
+    trader = f.trader(db, interval=interval)
+    signal = f.signal(db, trader, symbol=symbol)
+    db.fetch_one(
+        "insert into public.workflow_schedules (workflow_type, signal_id, trader_id, symbol, interval,"
+        " market, is_active, stopped_reason) values ('setup_monitoring', %(s)s, %(t)s, %(sym)s, %(i)s,"
+        " %(m)s, %(a)s, case when %(a)s then null else 'test' end) returning id",
+        {"s": signal, "t": trader, "sym": symbol, "i": interval, "m": market, "a": active},
+    )
 
 
-def test_active_workflow_pairs_become_streams(schedules_url: str) -> None:
-    with psycopg.connect(schedules_url, autocommit=True) as conn:
-        conn.execute(
-            "create table public.workflow_schedules (id serial primary key, "
-            "symbol text not null, interval text not null, is_active boolean)"
-        )
-        conn.execute(
-            "insert into public.workflow_schedules (symbol, interval, is_active) values"
-            " ('BTCUSDT', '1m', true), ('BTCUSDT', '1m', true),"
-            " ('ETHUSDT', '5m', true), ('SOLUSDT', '1h', false),"
-            " ('bad symbol', '1m', true), ('BNBUSDT', '7m', true)"
-        )
+def test_active_workflow_pairs_of_the_feeds_market_become_streams(db: Database, db_url: str) -> None:
+    _workflow(db, "BTCUSDT", "1m", "spot")
+    _workflow(db, "BTCUSDT", "1m", "spot")
+    _workflow(db, "ETHUSDT", "5m", "spot")
+    _workflow(db, "SOLUSDT", "1h", "spot", active=False)
+    _workflow(db, "XRPUSDT", "1m", "usdm")
+    _workflow(db, "BTCUSDT", "15m", "usdm")
 
-    streams = asyncio.run(WorkflowStreams(schedules_url)())
+    spot = asyncio.run(WorkflowStreams(db_url, Market.SPOT)())
+    usdm = asyncio.run(WorkflowStreams(db_url, Market.USDM)())
 
-    assert streams == {StreamId("BTCUSDT", "1m"), StreamId("ETHUSDT", "5m")}
+    assert spot == {StreamId("BTCUSDT", "1m"), StreamId("ETHUSDT", "5m")}
+    assert usdm == {StreamId("XRPUSDT", "1m"), StreamId("BTCUSDT", "15m")}
+
+
+def test_an_unusable_pair_is_skipped_not_fatal(db: Database, db_url: str) -> None:
+    _workflow(db, "BTCUSDT", "1m", "spot")
+    _workflow(db, "BNBUSDT", "1m", "spot")
+    db.fetch_one("update public.workflow_schedules set interval = '7m' where symbol = 'BNBUSDT' returning id")
+
+    assert asyncio.run(WorkflowStreams(db_url, Market.SPOT)()) == {StreamId("BTCUSDT", "1m")}

@@ -20,7 +20,7 @@ from feed_service.binance import (
 )
 from feed_service.streams import StreamId
 from functions.core import intervals
-from functions.core.contracts import CandleSource, Market
+from functions.core.contracts import CandleClosed, CandleSource, Market
 from tests.unit.feed.frames import load, recorded_frames
 
 SPOT = KlineParser(Market.SPOT)
@@ -210,3 +210,52 @@ def test_floats_for_prices_are_rejected() -> None:
     raw["k"].update(x=True, o=0.001)
     with pytest.raises(MalformedFrame, match="decimal string"):
         SPOT.parse(json.dumps(raw))
+
+
+def _semantic_mutations(k: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """Well-typed values that break a rule of the contract (or happen to keep it)."""
+    by_key: dict[str, st.SearchStrategy[Any]] = {
+        "s": st.text("ABCXYZ019abc-", max_size=40),
+        "i": st.sampled_from([*intervals.SUPPORTED, "7m", "1H", ""]),
+        "n": st.integers(-3, 3),
+        "t": st.integers(k["T"] - 2, k["T"] + 2),
+        "T": st.integers(k["t"] - 2, k["t"] + 2),
+        **{
+            f: st.one_of(
+                st.decimals(allow_nan=True, allow_infinity=True).map(str),
+                st.sampled_from(["-0", "-0.000", "0", k["h"], k["l"], "1e3", " 1.5"]),
+            )
+            for f in ("o", "h", "l", "c", "v")
+        },
+    }
+    return st.sampled_from(sorted(by_key)).flatmap(
+        lambda key: by_key[key].map(lambda value: {**k, key: value})
+    )
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_the_fast_closed_path_equals_the_validated_path(data: st.DataObject) -> None:
+    """Same candle for every valid frame, same refusal for every broken one."""
+    message, k = data.draw(kline_frames())
+    k = {**k, "x": True}
+    choice = data.draw(st.sampled_from(["valid", "junk", "semantic"]))
+    if choice == "junk":
+        k = data.draw(_mutations(k))
+    elif choice == "semantic":
+        k = data.draw(_semantic_mutations(k))
+    raw = dict(message.get("data", message))
+    raw["k"] = k
+
+    def outcome(parse: Any) -> tuple[str, Any]:
+        try:
+            frame = parse(raw)
+        except MalformedFrame:
+            return ("refused", None)
+        return (frame.kind.value, frame.candle)
+
+    fast, validated = outcome(SPOT._kline), outcome(SPOT._kline_validated)
+    assert fast == validated
+    if fast[1] is not None:
+        assert fast[1].to_detail() == validated[1].to_detail()
+        assert CandleClosed.model_validate(fast[1].to_detail()) == fast[1]

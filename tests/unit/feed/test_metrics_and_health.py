@@ -8,7 +8,7 @@ import json
 import re
 from pathlib import Path
 
-from feed_service.health import stream_health
+from feed_service.health import stream_health, stream_lags
 from feed_service.metrics import FeedMetrics
 from feed_service.publisher import MemoryPublisher
 from feed_service.router import CandleRouter
@@ -65,7 +65,59 @@ def test_every_feed_metric_is_emitted_by_name_in_the_code() -> None:
         "FEED_DUPLICATES_DROPPED",
         "FEED_RECONNECTS",
         "FEED_PUBLISH_LAG_MS",
+        "FEED_STREAM_LAG_S",
+        "FEED_PROCESS_STARTS",
     }
+
+
+def _candle(router: CandleRouter, stream: StreamId, close_s: float) -> None:
+    """Mark `stream` as having closed a candle at `close_s` (what publishing records)."""
+    state = router.states()[stream]
+    state.last_close_ms = int(close_s * 1000)
+    state.last_open_ms = int(close_s * 1000) - 59_999
+
+
+def test_one_quiet_stream_is_degraded_not_unhealthy_until_no_stream_is_served() -> None:
+    now = [10_000.0]
+    router = CandleRouter(MemoryPublisher(), clock=lambda: now[0])
+    btc, eth, gone = StreamId("BTCUSDT", "1m"), StreamId("ETHUSDT", "1m"), StreamId("DELISTED", "1m")
+    for stream in (btc, eth, gone):
+        router.expect(stream)
+    now[0] += 200  # past 2 intervals + 30 s grace since subscribing
+    _candle(router, btc, now[0] - 10)
+    _candle(router, eth, now[0] - 70)  # one close missed: late, not stale
+
+    healthy, body = stream_health(router, clock=lambda: now[0], stale_after_intervals=2, grace_s=30)
+
+    assert healthy
+    assert body["status"] == "degraded" and body["serving"] == 2
+    streams = body["streams"]
+    assert {name: s["status"] for name, s in streams.items()} == {
+        "BTCUSDT@1m": "ok",
+        "ETHUSDT@1m": "ok",
+        "DELISTED@1m": "degraded",
+    }
+    assert streams["BTCUSDT@1m"]["age_s"] == 10 and streams["BTCUSDT@1m"]["lag_s"] == 0
+    assert streams["ETHUSDT@1m"]["lag_s"] == 10  # 70 s since the last close of a 1m stream
+    assert streams["DELISTED@1m"]["age_s"] == 200 and streams["DELISTED@1m"]["last_close_age_s"] is None
+    assert sorted(stream_lags(body)) == [0, 10, 140]
+
+    now[0] += 600  # now nothing is served
+    healthy, body = stream_health(router, clock=lambda: now[0], stale_after_intervals=2, grace_s=30)
+    assert not healthy and body["status"] == "unhealthy" and body["serving"] == 0
+
+
+def test_stream_lags_are_sampled_into_each_flush_in_emf_sized_lines() -> None:
+    out = io.StringIO()
+    metrics = FeedMetrics("dev", out=out)
+    metrics.stream_lags = lambda: [float(i) for i in range(150)]
+    metrics.process_started()
+    metrics.flush()
+    docs = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [len(d[MetricName.FEED_STREAM_LAG_S]) for d in docs] == [100, 50]
+    assert docs[0][MetricName.FEED_PROCESS_STARTS] == 1
+    assert MetricName.FEED_PROCESS_STARTS not in docs[1]
+    assert max(max(d[MetricName.FEED_STREAM_LAG_S]) for d in docs) == 149
 
 
 def test_stream_health_staleness() -> None:
@@ -77,8 +129,9 @@ def test_stream_health_staleness() -> None:
     now[0] += 151  # no candle for 2 intervals + grace since subscribing
     healthy, body = stream_health(router, clock=lambda: now[0], stale_after_intervals=2, grace_s=30)
     assert not healthy and body["streams"]["BTCUSDT@1m"]["stale"]
-    assert asyncio.run(_no_streams_is_healthy())
+    assert asyncio.run(_no_streams_is_healthy()) == (True, "idle")
 
 
-async def _no_streams_is_healthy() -> bool:
-    return stream_health(CandleRouter(MemoryPublisher()))[0]
+async def _no_streams_is_healthy() -> tuple[bool, str]:
+    healthy, body = stream_health(CandleRouter(MemoryPublisher()))
+    return healthy, body["status"]
