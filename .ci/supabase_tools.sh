@@ -9,7 +9,7 @@
 #
 #   .ci/supabase_tools.sh "$(.ci/pg15.sh start)"
 #
-# Needs: tools/supabase-cli (`npm ci` there), psql, pg_prove, postgresql-15-pgtap,
+# Needs: tools/supabase-cli (`npm install` there), psql, pg_prove, postgresql-15-pgtap,
 # postgresql-15-plpgsql-check, and .venv with cmon installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
