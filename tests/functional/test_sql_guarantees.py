@@ -197,7 +197,7 @@ def test_the_fan_out_query_skips_stopped_workflows_and_those_at_the_candle(db: D
     _claim(db, at_candle, T0)
     db.call("stop_workflow", workflow_id=stopped, reason="operator")
     rows = db.fetch_all(
-        "select workflow_id from public.workflows_for_candle('BTCUSDT', '1m', %(t)s)", {"t": T0}
+        "select workflow_id from public.workflows_for_candle('spot', 'BTCUSDT', '1m', %(t)s)", {"t": T0}
     )
     assert [r["workflow_id"] for r in rows] == [waiting]
 
