@@ -256,7 +256,11 @@ def test_db_migrate_human_and_json(pg_admin_url: str, capsys: pytest.CaptureFixt
         human = run(capsys, "db", "migrate", "--database-url", url)
         assert human == f"applied {len(files)} migration(s): " + ", ".join(files) + "\n"
         again = run_json(capsys, "db", "migrate", "--database-url", url)
-        assert again == {"applied": [], "already_applied": [f.split("_", 1)[0] for f in files]}
+        assert again == {
+            "applied": [],
+            "already_applied": [f.split("_", 1)[0] for f in files],
+            "checksums_recorded": [],
+        }
         assert run(capsys, "db", "migrate", "--database-url", url) == (
             f"nothing to apply: {len(files)} migrations already applied\n"
         )
