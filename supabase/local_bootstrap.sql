@@ -3,17 +3,25 @@
 -- on a plain Postgres (the embedded server, CI) it makes the very same
 -- migrations apply. Not a migration: `cmon db migrate` runs it before them.
 
+-- Roles are cluster-wide: two databases bootstrapped at once on one server (parallel test
+-- workers on a shared Postgres 15) may both find a role missing, so a concurrent creation
+-- is caught rather than checked for.
 do $$
+declare
+    v_role text;
+    v_options text;
 begin
-    if not exists (select 1 from pg_roles where rolname = 'anon') then
-        create role anon nologin noinherit;
-    end if;
-    if not exists (select 1 from pg_roles where rolname = 'authenticated') then
-        create role authenticated nologin noinherit;
-    end if;
-    if not exists (select 1 from pg_roles where rolname = 'service_role') then
-        create role service_role nologin noinherit bypassrls;
-    end if;
+    for v_role, v_options in values ('anon', 'nologin noinherit'), ('authenticated', 'nologin noinherit'),
+                                     ('service_role', 'nologin noinherit bypassrls')
+    loop
+        if not exists (select 1 from pg_roles where rolname = v_role) then
+            begin
+                execute format('create role %I %s', v_role, v_options);
+            exception when duplicate_object or unique_violation then
+                null;  -- created meanwhile by a concurrent bootstrap
+            end;
+        end if;
+    end loop;
 end
 $$;
 
