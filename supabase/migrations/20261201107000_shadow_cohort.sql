@@ -168,11 +168,12 @@ begin
     if v_result ->> 'action' = 'registered' then
         select w.shadow into v_shadow from public.workflow_schedules w
          where w.id = (v_result ->> 'workflow_id')::uuid;
-        if not v_shadow then
+        if v_shadow then
+            v_result := v_result || jsonb_build_object('shadow', true);
+        else
             update public.signals set status = 'monitoring', updated_at = now()
              where id = p_signal_id and status = 'new';
         end if;
-        v_result := v_result || jsonb_build_object('shadow', v_shadow);
     end if;
     return v_result;
 end
@@ -284,7 +285,7 @@ begin
                                 p_prompt_tokens, p_completion_tokens, p_total_tokens, p_latency_ms,
                                 p_model, p_trace_id);
     if v_analysis is null then
-        return jsonb_build_object('outcome', 'duplicate', 'shadow', v_wf.shadow);
+        return jsonb_build_object('outcome', 'duplicate');
     end if;
 
     update public.workflow_schedules
@@ -294,17 +295,17 @@ begin
 
     if not v_wf.is_active then
         return jsonb_build_object('outcome', 'not_applied', 'analysis_id', v_analysis,
-                                  'reason', 'workflow_inactive', 'shadow', v_wf.shadow);
+                                  'reason', 'workflow_inactive');
     end if;
     if v_wf.last_candle_time is distinct from p_candle_time then
         -- A newer candle was claimed while this one was analysed: its answer decides.
         return jsonb_build_object('outcome', 'not_applied', 'analysis_id', v_analysis,
-                                  'reason', 'stale_candle', 'shadow', v_wf.shadow);
+                                  'reason', 'stale_candle');
     end if;
     if v_status is null or v_status not in ('new', 'monitoring') then
         perform public.stop_workflow(v_wf.id, 'signal_' || coalesce(v_status, 'gone'));
         return jsonb_build_object('outcome', 'not_applied', 'analysis_id', v_analysis,
-                                  'reason', 'signal_' || coalesce(v_status, 'gone'), 'shadow', v_wf.shadow);
+                                  'reason', 'signal_' || coalesce(v_status, 'gone'));
     end if;
 
     if p_decision = 'wait' then
@@ -341,7 +342,7 @@ begin
         return v_result || jsonb_build_object('outcome', 'shadow', 'would_apply', v_result ->> 'outcome',
                                               'shadow', true);
     end if;
-    return v_result || jsonb_build_object('shadow', false);
+    return v_result;
 end
 $$;
 
@@ -387,11 +388,11 @@ begin
                                 p_prompt_tokens, p_completion_tokens, p_total_tokens, p_latency_ms,
                                 p_model, p_trace_id);
     if v_analysis is null then
-        return jsonb_build_object('outcome', 'duplicate', 'shadow', v_shadow);
+        return jsonb_build_object('outcome', 'duplicate');
     end if;
     if v_signal.status <> 'new' then  -- cancelled (or otherwise moved on) during the LLM call
         return jsonb_build_object('outcome', 'not_applied', 'analysis_id', v_analysis,
-                                  'reason', 'signal_' || v_signal.status, 'shadow', v_shadow);
+                                  'reason', 'signal_' || v_signal.status);
     end if;
 
     if p_decision = 'wait' then
@@ -415,7 +416,7 @@ begin
         return v_result || jsonb_build_object('outcome', 'shadow', 'would_apply', v_result ->> 'outcome',
                                               'shadow', true);
     end if;
-    return v_result || jsonb_build_object('shadow', false);
+    return v_result;
 end
 $$;
 
@@ -508,7 +509,7 @@ begin
                                     p_model, p_trace_id);
     end if;
     if v_decision is null then
-        return jsonb_build_object('outcome', 'duplicate', 'shadow', v_wf.shadow);
+        return jsonb_build_object('outcome', 'duplicate');
     end if;
 
     update public.workflow_schedules
@@ -517,8 +518,8 @@ begin
      where id = v_wf.id;
 
     if v_reason is not null then
-        return jsonb_build_object('outcome', 'rejected', 'decision_id', v_decision, 'reason', v_reason,
-                                  'shadow', v_wf.shadow);
+        return jsonb_build_object('outcome', 'rejected', 'decision_id', v_decision, 'reason', v_reason)
+               || case when v_wf.shadow then jsonb_build_object('shadow', true) else '{}' end;
     end if;
 
     if v_wf.shadow then
@@ -561,7 +562,7 @@ begin
      where id = v_decision;
     return jsonb_build_object('outcome', 'applied', 'decision_id', v_decision,
                               'position', public._position_state(v_pos),
-                              'workflow_stopped', p_action = 'close', 'shadow', false);
+                              'workflow_stopped', p_action = 'close');
 end
 $$;
 
