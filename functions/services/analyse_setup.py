@@ -131,9 +131,7 @@ def _log_outcome(
     if job.kind is JobKind.CANDLE and effective in _STOPPED_REASON:
         metrics.count(MetricName.WORKFLOWS_STOPPED)
         log.info(LogEvent.WORKFLOW_STOPPED, extra={**fields, "reason": _STOPPED_REASON[effective]})
-    started = outcome.position_workflow_id or (
-        outcome.workflow_id if effective == "monitoring" else None
-    )
+    started = outcome.position_workflow_id or (outcome.workflow_id if effective == "monitoring" else None)
     if started is not None:
         metrics.count(MetricName.WORKFLOWS_STARTED)
         log.info(

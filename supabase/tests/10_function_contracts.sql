@@ -27,6 +27,8 @@ insert into pg_temp.contract (name, args, result) values
     ('register_position_management', 'p_position_id uuid, p_check_gate boolean', 'jsonb'),
     ('register_setup_monitoring', 'p_analysis_id uuid, p_max_reanalyses integer', 'jsonb'),
     ('rollout_bucket', 'p_user_id uuid', 'integer'),
+    ('rollout_shadow', 'p_user_id uuid', 'boolean'),
+    ('rollout_shadow_admits', 'p_settings rollout_settings, p_user_id uuid, p_tier text', 'boolean'),
     ('signals_missing_initial_analysis', 'p_min_age_seconds integer, p_max_age_seconds integer, p_limit integer', 'SETOF uuid'),
     ('stop_position_management', 'p_position_id uuid, p_reason text', 'jsonb'),
     ('stop_workflow', 'p_workflow_id uuid, p_reason text', 'jsonb'),
@@ -98,6 +100,15 @@ select is((select stop_workflow((select (first ->> 'workflow_id')::uuid from pg_
 select is((select count(*) from public.workflow_schedules where is_active
            and position_id = '00000000-0000-4000-8000-0000000000c3'), 0::bigint,
           'a stopped workflow is inactive');
+
+-- The shadow cohort: the next buckets after the live ones, never a live user.
+update public.rollout_settings set percent = 0, shadow_percent = 100, tiers = null where id;
+select ok(public.rollout_shadow('00000000-0000-4000-8000-0000000000c0')
+          and public.monitoring_allowed('00000000-0000-4000-8000-0000000000c0'),
+          'rollout_shadow: a shadow user is monitored');
+update public.rollout_settings set percent = 100, shadow_percent = 100 where id;
+select ok(not public.rollout_shadow('00000000-0000-4000-8000-0000000000c0'),
+          'rollout_shadow: a live user is never shadow');
 
 select * from finish();
 rollback;

@@ -30,7 +30,7 @@ def everyone_shadow(db: Database) -> None:
 
 
 def row(db: Database, table: str, id_: Any) -> dict[str, Any]:
-    found = db.fetch_one(f"select * from public.{table} where id = %(id)s", {"id": id_})  # noqa: S608
+    found = db.fetch_one(f"select * from public.{table} where id = %(id)s", {"id": id_})
     assert found is not None
     return found
 
@@ -38,7 +38,9 @@ def row(db: Database, table: str, id_: Any) -> dict[str, Any]:
 def shadow_setup(db: Database, max_reanalyses: int = 5) -> tuple[uuid.UUID, uuid.UUID]:
     trader = f.trader(db)
     signal = f.signal(db, trader)
-    out = db.call("register_setup_monitoring", analysis_id=f.analysis(db, signal), max_reanalyses=max_reanalyses)
+    out = db.call(
+        "register_setup_monitoring", analysis_id=f.analysis(db, signal), max_reanalyses=max_reanalyses
+    )
     assert out["action"] == "registered", out
     return uuid.UUID(str(out["workflow_id"])), signal
 
@@ -214,7 +216,8 @@ def test_a_shadow_management_decision_leaves_the_position_row_byte_identical(
     after = db.fetch_one("select p::text as raw from public.positions p where id = %(id)s", {"id": position})
     assert after == before
     decisions = db.fetch_all(
-        "select action, status, shadow, total_tokens from public.management_decisions where workflow_id = %(w)s",
+        "select action, status, shadow, total_tokens from public.management_decisions"
+        " where workflow_id = %(w)s",
         {"w": wf},
     )
     assert decisions == [{"action": action, "status": "applied", "shadow": True, "total_tokens": 250}]
