@@ -90,6 +90,8 @@ def test_a_shadow_wait_is_analysed_at_each_candle_and_never_applied_beside_a_liv
         )
         assert ledger == [{"shadow": False, "n": 3}, {"shadow": True, "n": 3}]
         assert s.metrics.counts[MetricName.SHADOW_ANALYSES.value] == 3
+        # Both workflows ended at their enter_trade (the shadow one by what live would do).
+        assert s.metrics.counts[MetricName.WORKFLOWS_STOPPED.value] == 2
 
         # The live position is managed and applied at the next candle; the shadow user's
         # (platform-opened) position is managed too, and left exactly as it was.
@@ -164,11 +166,17 @@ def test_shadow_percent_through_the_cli_and_shown_apart_in_rollout_show_and_metr
         s.llm.configure(prompt_tokens=900, completion_tokens=100)
         _wait_signal(s, live_user)
         _wait_signal(s, shadow_user)
+        position = f.position(
+            s.db, f.trader(s.db, shadow_user, interval="1m"), stop_loss="49000", take_profit="52000"
+        )
+        s.db.call("register_position_management", position_id=position, check_gate=True)
         s.close_candle(candle())
         metrics = _cli_json(capsys, "metrics", "--database-url", db_url)
-        # live: the two platform-written initial analyses and the live user's candle analysis
-        assert (metrics["analyses_live"], metrics["analyses_shadow"]) == (3, 1)
-        assert (metrics["tokens_live"], metrics["tokens_shadow"]) == (1000, 1000)
-        assert metrics["tokens"] == 2000
+        # live: the two platform-written initial analyses and the live user's candle analysis;
+        # shadow: the shadow signal's analysis and the shadow position's decision
+        assert (metrics["analyses_live"], metrics["analyses_shadow"]) == (3, 2)
+        assert (metrics["decisions_live"], metrics["decisions_shadow"]) == (0, 1)
+        assert (metrics["tokens_live"], metrics["tokens_shadow"]) == (1000, 2000)
+        assert metrics["tokens"] == 3000
         assert main(["metrics", "--database-url", db_url]) == 0
         assert "analyses_shadow" in capsys.readouterr().out
