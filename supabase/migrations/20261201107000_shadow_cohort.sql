@@ -261,6 +261,7 @@ declare
     v_wf       public.workflow_schedules%rowtype;
     v_status   text;
     v_analysis uuid;
+    v_opened   jsonb;
     v_result   jsonb;
     v_now      timestamptz := public.cmon_now();
 begin
@@ -313,10 +314,8 @@ begin
          where id = v_wf.id returning * into v_wf;
         if v_wf.max_reanalyses is not null and v_wf.reanalysis_count >= v_wf.max_reanalyses then
             perform public.stop_workflow(v_wf.id, 'max_reanalyses');
-            if not v_wf.shadow then
-                update public.signals set status = 'expired', updated_at = v_now
-                 where id = v_wf.signal_id and status in ('new', 'monitoring');
-            end if;
+            update public.signals set status = 'expired', updated_at = v_now
+             where id = v_wf.signal_id and status in ('new', 'monitoring') and not v_wf.shadow;
             v_result := jsonb_build_object('outcome', 'expired', 'analysis_id', v_analysis,
                                            'reanalysis_count', v_wf.reanalysis_count);
         else
@@ -325,17 +324,16 @@ begin
         end if;
     elsif p_decision = 'enter_trade' then
         perform public.stop_workflow(v_wf.id, 'entered');
-        v_result := jsonb_build_object('outcome', 'entered', 'analysis_id', v_analysis);
-        if not v_wf.shadow then
-            v_result := v_result
-                        || public._open_position_from_plan(v_wf.signal_id, coalesce(p_trade_plan, '{}'), p_price);
+        if v_wf.shadow then
+            v_opened := '{}';
+        else
+            v_opened := public._open_position_from_plan(v_wf.signal_id, coalesce(p_trade_plan, '{}'), p_price);
         end if;
+        v_result := jsonb_build_object('outcome', 'entered', 'analysis_id', v_analysis) || v_opened;
     else
         perform public.stop_workflow(v_wf.id, 'bad_setup');
-        if not v_wf.shadow then
-            update public.signals set status = 'expired', updated_at = v_now
-             where id = v_wf.signal_id and status in ('new', 'monitoring');
-        end if;
+        update public.signals set status = 'expired', updated_at = v_now
+         where id = v_wf.signal_id and status in ('new', 'monitoring') and not v_wf.shadow;
         v_result := jsonb_build_object('outcome', 'bad_setup', 'analysis_id', v_analysis);
     end if;
     if v_wf.shadow then
