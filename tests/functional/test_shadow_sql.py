@@ -311,3 +311,33 @@ def test_the_shadow_cohort_honours_the_tier_filter_deny_list_and_switch(db: Data
 def test_shadow_percent_is_checked(db: Database) -> None:
     with pytest.raises(Exception, match="shadow_percent"):
         gate(db, shadow_percent=101)
+
+
+def test_a_rejected_shadow_decision_is_recorded_as_shadow_and_says_so(db: Database) -> None:
+    everyone_shadow(db)
+    trader = f.trader(db)
+    position = f.position(db, trader, stop_loss="49000", take_profit="52000")
+    wf = db.call("register_position_management", position_id=position, check_gate=True)["workflow_id"]
+    db.call("claim_candle", workflow_id=wf, candle_time=T0, lease_seconds=300)
+    out = db.call(
+        "record_management_decision",
+        workflow_id=wf,
+        candle_time=T0,
+        action="adjust_sl",
+        params={},
+        verdict="apply",
+        rejection_reason=None,
+        price=Decimal("50500"),
+        expected_version=0,
+        new_stop_loss=Decimal("51000"),  # above the price: on the wrong side for a long
+        total_tokens=250,
+    )
+    assert (out["outcome"], out["reason"], out["shadow"]) == (
+        "rejected",
+        "stop_loss_on_wrong_side_of_price",
+        True,
+    )
+    assert db.fetch_one("select status, shadow from public.management_decisions") == {
+        "status": "rejected",
+        "shadow": True,
+    }
