@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from functions.cli import main
+from functions.core.contracts import AnalysisJob, JobKind
 from functions.core.telemetry import MetricName
+from functions.handlers import wiring
 from tests.support import factories as f
 from tests.support.stack import Stack, candle, next_candle, running_stack
 
@@ -121,6 +123,40 @@ def test_a_shadow_wait_is_analysed_at_each_candle_and_never_applied_beside_a_liv
             (shadow_position, "adjust_sl", "applied", True),
         ]
         assert s.metrics.counts[MetricName.SHADOW_ANALYSES.value] == 4
+
+
+def test_a_shadow_users_initial_analysis_through_the_worker_starts_a_shadow_workflow_only(
+    db_url: str,
+) -> None:
+    with running_stack(db_url) as s:
+        _, shadow_user = _cohorts(s)
+        trader = f.trader(s.db, shadow_user, interval="1m")
+        waiting, entering = f.signal(s.db, trader), f.signal(s.db, trader)
+        s.llm.queue_setup(waiting, "wait")
+        s.llm.queue_setup(entering, {"decision": "enter_trade", "confidence": 0.9, "trade_plan": PLAN})
+        queue = wiring.container().queue
+        assert queue is not None
+        queue.send_jobs(
+            [AnalysisJob(kind=JobKind.INITIAL_ANALYSIS, signal_id=x) for x in (waiting, entering)]
+        )
+        s.runner.run_until_idle()
+
+        assert [_row(s, "signals", x)["status"] for x in (waiting, entering)] == ["new", "new"]
+        assert s.db.fetch_all("select id from public.positions") == []
+        workflows = s.db.fetch_all("select signal_id, shadow, is_active from public.workflow_schedules")
+        assert workflows == [{"signal_id": waiting, "shadow": True, "is_active": True}]
+        assert s.metrics.counts[MetricName.WORKFLOWS_STARTED.value] == 1  # the shadow workflow
+        assert s.metrics.counts[MetricName.SHADOW_ANALYSES.value] == 2
+        analysed = s.db.fetch_all("select shadow from public.signal_analyses where analysis_type = 'initial'")
+        assert analysed == [{"shadow": True}, {"shadow": True}]
+
+        s.llm.queue_setup(waiting, "wait")
+        s.close_candle(candle())  # and it is analysed at the next candle, still not applied
+        assert s.db.fetch_one(
+            "select count(*) as n from public.signal_analyses where signal_id = %(s)s and shadow",
+            {"s": waiting},
+        ) == {"n": 2}
+        assert _row(s, "signals", waiting)["status"] == "new"
 
 
 def _cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
