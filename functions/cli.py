@@ -396,6 +396,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="tiers' own daily caps, overriding --daily-token-cap for them, e.g. free=20000 elite=0"
         " (0: no cap for that tier); replaces the per-tier caps set before",
     )
+    rset.add_argument(
+        "--shadow-percent",
+        dest="gate_shadow_percent",
+        type=int,
+        choices=range(0, 101),
+        metavar="0-100",
+        help="shadow cohort: the next N%% of buckets after --percent are analysed and recorded,"
+        " nothing applied (no signal or position changes); 0 = no shadow users",
+    )
     cli_operator.add_rollback(sub, add_db_args)
 
     cost = sub.add_parser("cost", help="token usage projection (and actual usage with --actual)")

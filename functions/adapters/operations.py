@@ -27,7 +27,16 @@ select
     (select count(*) from public.workflow_schedules, since
       where stopped_reason = 'auto_disabled' and stopped_at >= since.t) as auto_disabled,
     (select public.llm_ledger_summary(since.t) from since) as ledger,
-    public.rollout_admitted_share() as admitted_share
+    public.rollout_admitted_share() as admitted_share,
+    -- The shadow cohort apart: recorded, never applied (tokens still paid for).
+    (select count(*) from public.signal_analyses, since where created_at >= since.t and shadow)
+  + (select count(*) from public.management_decisions, since
+      where created_at >= since.t and source = 'llm' and shadow) as shadow_analyses,
+    (select count(*) from public.management_decisions, since where created_at >= since.t) as decisions,
+    (select count(*) from public.management_decisions, since
+      where created_at >= since.t and shadow) as shadow_decisions,
+    (select coalesce(sum(total_tokens), 0) from public.llm_calls, since
+      where created_at >= since.t and shadow) as shadow_tokens
 """
 
 
@@ -67,6 +76,14 @@ def metrics_report(url: str, *, hours: float, usd_per_1k_tokens: float) -> dict[
         "users_at_token_cap_today": ledger["users_at_cap_today"],
         "rollout_admitted_share": float(row["admitted_share"]),
         "auto_disabled": row["auto_disabled"],
+        # Live and shadow apart (the totals above are their sums).
+        "analyses_live": row["analyses"] - row["shadow_analyses"],
+        "analyses_shadow": row["shadow_analyses"],
+        "decisions_live": row["decisions"] - row["shadow_decisions"],
+        "decisions_shadow": row["shadow_decisions"],
+        "tokens_live": tokens - int(row["shadow_tokens"]),
+        "tokens_shadow": int(row["shadow_tokens"]),
+        "cost_usd_shadow": usd(int(row["shadow_tokens"]), usd_per_1k_tokens),
     }
 
 
@@ -77,6 +94,7 @@ def format_metrics(m: dict[str, Any]) -> str:
         "duplicate_candles": "critical > 0: llm-proxy calls for a (workflow, candle) that already had one",
         "users_at_token_cap_today": "informational",
         "auto_disabled": "informational",
+        "analyses_shadow": "shadow cohort: recorded, nothing applied",
     }
     width = max(len(k) for k in m)
     return "\n".join(

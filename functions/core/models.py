@@ -212,8 +212,12 @@ class ClaimResult(_Outcome):
 
 
 class SetupOutcome(_Outcome):
-    outcome: str  # continued | expired | entered | bad_setup | monitoring | duplicate | not_applied
+    outcome: str  # continued | expired | entered | bad_setup | monitoring | duplicate | not_applied | shadow
     analysis_id: UUID | None = None
+    # A shadow workflow's answer is recorded, not applied: outcome `shadow`, and
+    # `would_apply` the outcome a live workflow would have had.
+    shadow: bool = False
+    would_apply: str | None = None
     reanalysis_count: int | None = None
     position_id: UUID | None = None
     position_workflow_id: UUID | None = None
@@ -221,8 +225,10 @@ class SetupOutcome(_Outcome):
 
 
 class DecisionOutcome(_Outcome):
-    outcome: str  # applied | rejected | duplicate
+    outcome: str  # applied | rejected | duplicate | shadow (recorded, position untouched)
     decision_id: UUID | None = None
+    shadow: bool = False
+    would_apply: str | None = None
     reason: str | None = None
     workflow_stopped: bool = False
 

@@ -26,6 +26,8 @@ class MetricName(StrEnum):
     MANAGEMENT_DECISIONS = "ManagementDecisions"
     GUARDRAIL_REJECTIONS = "GuardrailRejections"
     PAPER_FILLS = "PaperFills"
+    # Answers of shadow workflows: recorded, never applied (the shadow cohort of the gate).
+    SHADOW_ANALYSES = "ShadowAnalyses"
     # The canary's pair, also emitted per function version (VERSIONED below): answers
     # recorded, and failures a version can cause (llm_invalid_answer, llm_rejected,
     # record_rejected), so a version whose analyses all fail "cleanly" rolls back.

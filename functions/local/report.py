@@ -83,7 +83,7 @@ def gather(
     analyses = db.fetch_all(
         "select a.signal_id, s.symbol, coalesce(w.interval, t.filter->>'interval', '1h') as interval,"
         f" a.analysis_type, a.decision, a.confidence, {a_time} as at, a.candle_time, a.total_tokens,"
-        " a.latency_ms, a.trade_plan from public.signal_analyses a"
+        " a.latency_ms, a.trade_plan, a.shadow from public.signal_analyses a"
         " join public.signals s on s.id = a.signal_id"
         " join public.traders t on t.id = s.trader_id"
         " left join public.workflow_schedules w on w.id = a.workflow_id"
@@ -93,7 +93,7 @@ def gather(
     decisions = db.fetch_all(
         "select d.position_id, p.symbol, coalesce(w.interval, t.filter->>'interval', '1h') as interval,"
         " d.candle_time as at, d.action, d.params, d.source, d.status, d.rejection_reason, d.confidence,"
-        " d.price, d.after_state, d.total_tokens, d.latency_ms from public.management_decisions d"
+        " d.price, d.after_state, d.total_tokens, d.latency_ms, d.shadow from public.management_decisions d"
         " join public.positions p on p.id = d.position_id join public.traders t on t.id = p.trader_id"
         " left join public.workflow_schedules w on w.id = d.workflow_id"
         f" where {_scope('p', 'd.candle_time', trader_ids)} order by d.candle_time",
@@ -136,6 +136,11 @@ def gather(
     )
 
 
+def _shadow_tag(row: Mapping[str, Any]) -> str:
+    """Shadow rows were recorded and not applied: every mark of one says so."""
+    return "SHADOW (not applied) " if row.get("shadow") else ""
+
+
 def _f(value: Any) -> float | None:
     return None if value is None else float(Decimal(str(value)))
 
@@ -171,7 +176,9 @@ def build_model(
                     "y": close_at.get(a["at"]),
                     "kind": a["decision"],
                     "group": "analysis",
-                    "tip": f"{a['at']:%Y-%m-%d %H:%M} analysis {a['decision']} ({_f(a['confidence'])})",
+                    "shadow": bool(a.get("shadow")),
+                    "tip": f"{a['at']:%Y-%m-%d %H:%M} {_shadow_tag(a)}analysis {a['decision']}"
+                    f" ({_f(a['confidence'])})",
                 }
             )
         for d in decisions:
@@ -184,7 +191,8 @@ def build_model(
                     "kind": d["action"],
                     "group": "decision",
                     "status": d["status"],
-                    "tip": f"{d['at']:%Y-%m-%d %H:%M} {d['action']}"
+                    "shadow": bool(d.get("shadow")),
+                    "tip": f"{d['at']:%Y-%m-%d %H:%M} {_shadow_tag(d)}{d['action']}"
                     f"{' (paper)' if d['source'] == 'paper' else ''}"
                     f" {d['status']}{' — ' + d['rejection_reason'] if d['rejection_reason'] else ''}",
                 }
@@ -233,7 +241,8 @@ def build_model(
     monitoring = [a for a in analyses if a["analysis_type"] == "monitoring"]
     actions: dict[str, dict[str, int]] = defaultdict(lambda: {"applied": 0, "rejected": 0})
     for d in decisions:
-        actions[d["action"] + (" (paper)" if d["source"] == "paper" else "")][d["status"]] += 1
+        key = d["action"] + (" (paper)" if d["source"] == "paper" else "")
+        actions[key + (" (shadow)" if d.get("shadow") else "")][d["status"]] += 1
     confidences = [_f(r["confidence"]) for r in (*analyses, *decisions) if r["confidence"] is not None]
     tokens_by_hour: Counter[str] = Counter()
     for r in (*analyses, *decisions):
@@ -246,6 +255,12 @@ def build_model(
         "window": None if window is None else [window[0].isoformat(), window[1].isoformat()],
         "streams": streams,
         "decisions": dict(Counter(a["decision"] for a in monitoring)),
+        # The shadow cohort's share of those (recorded, never applied), counted apart.
+        "decisions_shadow": dict(Counter(a["decision"] for a in monitoring if a.get("shadow"))),
+        "shadow": {
+            "analyses": sum(1 for a in analyses if a.get("shadow")),
+            "decisions": sum(1 for d in decisions if d.get("shadow")),
+        },
         "actions": {k: actions[k] for k in sorted(actions)},
         "confidence": [c for c in confidences if c is not None],
         "calibration": calibration(monitoring, by_stream),
@@ -341,9 +356,10 @@ def _text(x: float, y: float, text: str, anchor: str = "start") -> str:
     return f'<text class="tick" x="{x}" y="{y}" text-anchor="{anchor}">{_e(text)}</text>'
 
 
-def _mark(shape: str, tip: str, colour: str, **attrs: Any) -> str:
+def _mark(shape: str, tip: str, colour: str, shadow: bool = False, **attrs: Any) -> str:
     extra = " ".join(f'{k.replace("_", "-")}="{_e(v)}"' for k, v in attrs.items())
-    head = f'<{shape} class="mark" fill="{colour}" stroke="{colour}" data-tip="{_e(tip)}" {extra}>'
+    css = "mark shadow" if shadow else "mark"
+    head = f'<{shape} class="{css}" fill="{colour}" stroke="{colour}" data-tip="{_e(tip)}" {extra}>'
     return f"{head}<title>{_e(tip)}</title></{shape}>"
 
 
@@ -431,8 +447,12 @@ def stream_chart(stream: Mapping[str, Any]) -> str:
     for m in stream["marks"]:
         colour = DECISION_COLOURS.get(m["kind"], "#555")
         cy = y(m["y"]) if m["y"] is not None else 18
+        # A shadow mark is drawn dashed and faded, with a `shadow` class (see the legend).
+        shadow: dict[str, Any] = (
+            {"shadow": True, "stroke_dasharray": "2,1", "opacity": 0.55} if m.get("shadow") else {}
+        )
         if m["group"] == "analysis":
-            body.append(_mark("path", m["tip"], colour, d=f"M{x(m['t'])},{cy - 12} l-5,-8 h10 z"))
+            body.append(_mark("path", m["tip"], colour, d=f"M{x(m['t'])},{cy - 12} l-5,-8 h10 z", **shadow))
         else:
             fill = colour if m.get("status") == "applied" else "none"
             body.append(
@@ -445,6 +465,7 @@ def stream_chart(stream: Mapping[str, Any]) -> str:
                     width=8,
                     height=8,
                     fill_opacity=1 if fill != "none" else 0,
+                    **shadow,
                 )
             )
     return _svg(f"{stream['symbol']} {stream['interval']}", "".join(body))
@@ -515,9 +536,13 @@ def render(model: Mapping[str, Any]) -> str:
         sections.append(f"<h3>{_e(stream['symbol'])} {_e(stream['interval'])}</h3>{stream_chart(stream)}")
     if not model["streams"]:
         sections.append("<p>No stream had activity in this window.</p>")
+    shadow_counts = model.get("decisions_shadow", {})
     decisions = [
-        (k, float(v), DECISION_COLOURS.get(k, "#555")) for k, v in sorted(model["decisions"].items())
+        (k, float(v - shadow_counts.get(k, 0)), DECISION_COLOURS.get(k, "#555"))
+        for k, v in sorted(model["decisions"].items())
+        if v - shadow_counts.get(k, 0)
     ]
+    decisions += [(f"{k} (shadow)", float(v), "#aaaaaa") for k, v in sorted(shadow_counts.items())]
     actions: list[tuple[str, float, str]] = []
     for k, v in model["actions"].items():
         base = k.split(" ")[0]
@@ -565,7 +590,9 @@ td {{ border-bottom: 1px solid #eee; padding: 2px 6px; }}
 <body>
 <h1>{_e(model["title"])}</h1>
 <p>{_e(window)} · generated {_e(model["generated_at"])} · ▼ analysis, ■ management action (hollow: rejected),
-● entry/exit, dashed: stop-loss (red) and take-profit (green) as they stood.</p>
+● entry/exit, dashed: stop-loss (red) and take-profit (green) as they stood.
+Faded, dotted outline: shadow cohort (recorded, not applied) — {model.get("shadow", {}).get("analyses", 0)}
+shadow analyses, {model.get("shadow", {}).get("decisions", 0)} shadow management decisions.</p>
 <p>{legend}</p>
 <h2>Streams</h2>
 {"".join(sections)}

@@ -107,6 +107,11 @@ def _log_outcome(
     metrics: Metrics,
 ) -> None:
     fields = _fields(job, ctx, outcome.workflow_id)
+    # A shadow answer was recorded and not applied; its workflow's own lifecycle (started,
+    # stopped) follows what a live one would have done.
+    effective = outcome.would_apply if outcome.shadow and outcome.would_apply else outcome.outcome
+    if outcome.shadow:
+        metrics.count(MetricName.SHADOW_ANALYSES)
     log.info(
         LogEvent.ANALYSIS_COMPLETE,
         extra={
@@ -119,14 +124,14 @@ def _log_outcome(
             "tokens": answer.usage.total_tokens,
             "latency_ms": result.latency_ms,
             "outcome": outcome.outcome,
+            "shadow": outcome.shadow,
+            "would_apply": outcome.would_apply,
         },
     )
-    if job.kind is JobKind.CANDLE and outcome.outcome in _STOPPED_REASON:
+    if job.kind is JobKind.CANDLE and effective in _STOPPED_REASON:
         metrics.count(MetricName.WORKFLOWS_STOPPED)
-        log.info(LogEvent.WORKFLOW_STOPPED, extra={**fields, "reason": _STOPPED_REASON[outcome.outcome]})
-    started = outcome.position_workflow_id or (
-        outcome.workflow_id if outcome.outcome == "monitoring" else None
-    )
+        log.info(LogEvent.WORKFLOW_STOPPED, extra={**fields, "reason": _STOPPED_REASON[effective]})
+    started = outcome.position_workflow_id or (outcome.workflow_id if effective == "monitoring" else None)
     if started is not None:
         metrics.count(MetricName.WORKFLOWS_STARTED)
         log.info(

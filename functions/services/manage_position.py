@@ -100,8 +100,11 @@ def process_position_job(
                     "source": "paper",
                     "reason": fill.reason,
                     "outcome": outcome.outcome,
+                    "shadow": outcome.shadow,
                 },
             )
+            if outcome.shadow:
+                metrics.count(MetricName.SHADOW_ANALYSES)
             if outcome.workflow_stopped:
                 metrics.count(MetricName.WORKFLOWS_STOPPED)
                 log.info(
@@ -147,6 +150,8 @@ def process_position_job(
     metrics.count(MetricName.MANAGEMENT_DECISIONS)
     if outcome.outcome == "rejected":
         metrics.count(MetricName.GUARDRAIL_REJECTIONS)
+    if outcome.shadow:  # recorded, the position untouched
+        metrics.count(MetricName.SHADOW_ANALYSES)
     log.info(
         LogEvent.ANALYSIS_COMPLETE,
         extra={
@@ -166,6 +171,7 @@ def process_position_job(
             "action": answer.action,
             "outcome": outcome.outcome,
             "reason": outcome.reason,
+            "shadow": outcome.shadow,
             "confidence": answer.confidence,
             "tokens": answer.usage.total_tokens,
             "latency_ms": result.latency_ms,

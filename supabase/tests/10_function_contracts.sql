@@ -40,6 +40,8 @@ insert into pg_temp.contract (name, args, result, callers) values
     ('rollout_admits', 'p_settings rollout_settings, p_user_id uuid, p_tier text', 'boolean', default),
     ('rollout_admitted_share', '', 'numeric', default),
     ('rollout_bucket', 'p_user_id uuid', 'integer', default),
+    ('rollout_shadow', 'p_user_id uuid', 'boolean', default),
+    ('rollout_shadow_admits', 'p_settings rollout_settings, p_user_id uuid, p_tier text', 'boolean', default),
     ('rollout_status', '', 'jsonb', default),
     ('rollout_update', 'p_changes jsonb, p_actor text, p_reason text, p_dry_run boolean', 'jsonb', default),
     ('signals_missing_initial_analysis', 'p_min_age_seconds integer, p_max_age_seconds integer, p_limit integer', 'SETOF uuid', default),
@@ -115,6 +117,15 @@ select is((select stop_workflow((select (first ->> 'workflow_id')::uuid from pg_
 select is((select count(*) from public.workflow_schedules where is_active
            and position_id = '00000000-0000-4000-8000-0000000000c3'), 0::bigint,
           'a stopped workflow is inactive');
+
+-- The shadow cohort: the next buckets after the live ones, never a live user.
+update public.rollout_settings set percent = 0, shadow_percent = 100, tiers = null where id;
+select ok(public.rollout_shadow('00000000-0000-4000-8000-0000000000c0')
+          and public.monitoring_allowed('00000000-0000-4000-8000-0000000000c0'),
+          'rollout_shadow: a shadow user is monitored');
+update public.rollout_settings set percent = 100, shadow_percent = 100 where id;
+select ok(not public.rollout_shadow('00000000-0000-4000-8000-0000000000c0'),
+          'rollout_shadow: a live user is never shadow');
 
 select * from finish();
 rollback;
