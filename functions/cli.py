@@ -98,8 +98,15 @@ def _repo(args: argparse.Namespace) -> Any:
     return PostgresRepository(Database(_database_url(args)))
 
 
+def _reads(args: argparse.Namespace) -> Any:
+    from functions.adapters.operations import OperatorReads
+    from functions.adapters.postgres import Database
+
+    return OperatorReads(Database(_database_url(args)))
+
+
 def _workflows_list(args: argparse.Namespace) -> int:
-    rows = _repo(args).list_workflows(
+    rows = _reads(args).list_workflows(
         active=True if args.active else None, workflow_type=args.type, symbol=args.symbol, limit=args.limit
     )
     _print(
@@ -125,7 +132,7 @@ def _workflows_list(args: argparse.Namespace) -> int:
 def _workflows_show(args: argparse.Namespace) -> int:
     from uuid import UUID
 
-    detail = _repo(args).workflow_detail(UUID(args.workflow_id))
+    detail = _reads(args).workflow_detail(UUID(args.workflow_id))
 
     def human(d: dict[str, Any]) -> str:
         head = "\n".join(f"{k:28} {d[k]}" for k in d if k not in ("analyses", "decisions", "errors"))

@@ -1,6 +1,6 @@
 """`cmon replay`: the real pipeline over historical candles, to preview a change.
 
-What runs is what `cmon demo` runs (`serve.local_services`): moto's EventBridge bus and
+What runs is what `cmon demo` runs (`stack.local_services`): moto's EventBridge bus and
 SQS queues, the trigger runner calling the real fan-out and worker handlers, the real
 httpx llm-proxy client (over HTTP to the stub, or to `--llm-proxy-url`), and the SQL
 functions that claim, record and apply — on a throw-away embedded Postgres unless
@@ -62,10 +62,11 @@ from functions.core.backtest import Action, Bar, simulate
 from functions.core.contracts import CandleClosed, Market
 from functions.core.errors import CmonError, InvalidInput
 from functions.core.models import Side
+from functions.core.stats import percentiles
 
 if TYPE_CHECKING:
     from functions.adapters.postgres import Database
-    from functions.local.serve import Services
+    from functions.local.stack import Services
 
 REPLAY_LAG = timedelta(seconds=1)  # a live close arrives 0.2-2 s after the candle's close
 DEFAULT_USD_PER_1K = 0.0005  # the cost projection's $0.50 per million tokens
@@ -520,25 +521,6 @@ def _play(run: ReplayRun, services: Services, clock: ReplayClock) -> None:
 # -- the summary ------------------------------------------------------------------------------
 
 
-def percentiles(samples: Sequence[float]) -> dict[str, float]:
-    if not samples:
-        return {"count": 0, "p50": 0.0, "p90": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0, "mean": 0.0}
-    ordered = sorted(samples)
-
-    def at(fraction: float) -> float:
-        return round(float(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]), 3)
-
-    return {
-        "count": len(ordered),
-        "p50": at(0.5),
-        "p90": at(0.9),
-        "p95": at(0.95),
-        "p99": at(0.99),
-        "max": round(float(ordered[-1]), 3),
-        "mean": round(sum(ordered) / len(ordered), 3),
-    }
-
-
 def _num(value: Any) -> str | None:
     return None if value is None else format(Decimal(str(value)).normalize(), "f")
 
@@ -936,7 +918,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @contextmanager
 def _quiet(verbose: bool) -> Iterator[None]:
-    from functions.local.serve import handler_logs
+    from functions.local.stack import handler_logs
 
     with handler_logs(logging.INFO if verbose else logging.CRITICAL):
         yield
@@ -953,7 +935,7 @@ def replay(
     report: Path | None = None,
 ) -> dict[str, Any]:
     """Play the candles through the stack and return the summary (and write the report)."""
-    from functions.local.serve import local_services
+    from functions.local.stack import local_services
 
     started = time.monotonic()
     clock = ReplayClock(data.candles[0].open_time)

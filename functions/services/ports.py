@@ -150,7 +150,14 @@ class Repository(Protocol):
         """Share (0..1) of users the rollout gate admits now (the token projection's scale)."""
         ...
 
-    # admin reads
+    # what the brief's log lines name (read only when a workflow starts, stops or fails)
+    def workflow_identity(self, workflow_id: UUID) -> WorkflowIdentity: ...
+    def initial_failure_count(self, signal_id: UUID) -> int: ...
+
+
+class AdminReads(Protocol):
+    """What the admin API and `cmon workflows` show (read only; `NotFound` for an unknown id)."""
+
     def list_workflows(
         self,
         *,
@@ -160,10 +167,6 @@ class Repository(Protocol):
         limit: int = 100,
     ) -> list[dict[str, Any]]: ...
     def workflow_detail(self, workflow_id: UUID) -> dict[str, Any]: ...
-
-    # what the brief's log lines name (read only when a workflow starts, stops or fails)
-    def workflow_identity(self, workflow_id: UUID) -> WorkflowIdentity: ...
-    def initial_failure_count(self, signal_id: UUID) -> int: ...
 
 
 class OperatorStore(Protocol):

@@ -16,7 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from functions.core.contracts import AnalysisJob, CandleClosed, WorkflowType
-from functions.core.errors import CallUsage
+from functions.core.errors import CallUsage, NotFound
 from functions.core.guardrails import Verdict
 from functions.core.models import (
     AnalyzeSignalRequest,
@@ -199,20 +199,6 @@ class FakeRepository:
         self._record("rollout_admitted_share")
         return self.admitted_share
 
-    # admin reads
-    def list_workflows(
-        self,
-        *,
-        active: bool | None = None,
-        workflow_type: str | None = None,
-        symbol: str | None = None,
-        limit: int = 100,
-    ) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
-    def workflow_detail(self, workflow_id: UUID) -> dict[str, Any]:
-        raise NotImplementedError
-
     # log fields
     def workflow_identity(self, workflow_id: UUID) -> WorkflowIdentity:
         if self.identity is not None:
@@ -223,6 +209,35 @@ class FakeRepository:
 
     def initial_failure_count(self, signal_id: UUID) -> int:
         return len(self.called("record_initial_failure"))
+
+
+@dataclass
+class FakeAdminReads:
+    """The admin reads over a list of workflow rows (as `select *` returns them)."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def list_workflows(
+        self,
+        *,
+        active: bool | None = None,
+        workflow_type: str | None = None,
+        symbol: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in self.rows
+            if (active is None or r["is_active"] == active)
+            and (workflow_type is None or r["workflow_type"] == workflow_type)
+            and (symbol is None or r["symbol"] == symbol)
+        ][:limit]
+
+    def workflow_detail(self, workflow_id: UUID) -> dict[str, Any]:
+        for r in self.rows:
+            if r["id"] == str(workflow_id):
+                return r | {"analyses": [], "decisions": [], "errors": []}
+        raise NotFound(f"workflow {workflow_id} not found")
 
 
 @dataclass
