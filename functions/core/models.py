@@ -15,6 +15,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from functions.core.vocabulary import DecisionResult, RejectionReason, SetupResult
+
 # No traded price, size or fraction lies outside 1e-30..1e30: beyond that a number from
 # the LLM is nonsense, and `1e999999` would not even fit a Postgres numeric.
 PLAUSIBLE_EXPONENTS = (-30, 30)
@@ -208,11 +210,11 @@ class Registration(_Outcome):
 
 class ClaimResult(_Outcome):
     claimed: bool
-    reason: str  # claimed | lease_expired | duplicate | older_candle | inactive | entity_closed | not_found
+    reason: str  # a `ClaimReason`, or `signal_<status>` (an open set)
 
 
 class SetupOutcome(_Outcome):
-    outcome: str  # continued | expired | entered | bad_setup | monitoring | duplicate | not_applied
+    outcome: SetupResult
     analysis_id: UUID | None = None
     reanalysis_count: int | None = None
     position_id: UUID | None = None
@@ -221,9 +223,9 @@ class SetupOutcome(_Outcome):
 
 
 class DecisionOutcome(_Outcome):
-    outcome: str  # applied | rejected | duplicate
+    outcome: DecisionResult
     decision_id: UUID | None = None
-    reason: str | None = None
+    reason: RejectionReason | None = None
     workflow_stopped: bool = False
 
 

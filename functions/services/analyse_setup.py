@@ -26,6 +26,7 @@ from functions.core.models import (
     TraceMetadata,
 )
 from functions.core.telemetry import SERVICE, LogEvent, MetricName
+from functions.core.vocabulary import JobStatus, SetupResult, StopReason
 from functions.services.jobs import (
     JobOutcome,
     WorkerConfig,
@@ -84,7 +85,11 @@ def _answer(result: LlmResult, *, price: Decimal | None) -> SetupAnswer:
 
 
 # The SQL outcome of a setup answer that stops its workflow, and the stopped_reason it wrote.
-_STOPPED_REASON = {"expired": "max_reanalyses", "entered": "entered", "bad_setup": "bad_setup"}
+_STOPPED_REASON = {
+    SetupResult.EXPIRED: StopReason.MAX_REANALYSES,
+    SetupResult.ENTERED: StopReason.ENTERED,
+    SetupResult.BAD_SETUP: StopReason.BAD_SETUP,
+}
 
 
 def _fields(job: AnalysisJob, ctx: SetupContext, workflow_id: UUID | None = None) -> dict[str, Any]:
@@ -125,7 +130,7 @@ def _log_outcome(
         metrics.count(MetricName.WORKFLOWS_STOPPED)
         log.info(LogEvent.WORKFLOW_STOPPED, extra={**fields, "reason": _STOPPED_REASON[outcome.outcome]})
     started = outcome.position_workflow_id or (
-        outcome.workflow_id if outcome.outcome == "monitoring" else None
+        outcome.workflow_id if outcome.outcome is SetupResult.MONITORING else None
     )
     if started is not None:
         metrics.count(MetricName.WORKFLOWS_STARTED)
@@ -172,13 +177,15 @@ def process_setup_job(
             usage=failure_usage(exc, result),
             fields=_fields(job, ctx),
         )
-    if outcome.outcome == "duplicate":
+    if outcome.outcome is SetupResult.DUPLICATE:
         # The claim should make this impossible: an alarm watches this metric.
         metrics.count(MetricName.DUPLICATE_CANDLES_PROCESSED)
-        return JobOutcome("skipped", "duplicate_record", job.workflow_id)
+        return JobOutcome(JobStatus.SKIPPED, "duplicate_record", job.workflow_id)
     count_llm_success(result, metrics)
     _log_outcome(job, ctx, answer, result, outcome, repo=repo, metrics=metrics)
-    return JobOutcome("done", outcome.outcome, job.workflow_id, result.latency_ms, answer.usage.total_tokens)
+    return JobOutcome(
+        JobStatus.DONE, outcome.outcome, job.workflow_id, result.latency_ms, answer.usage.total_tokens
+    )
 
 
 def _initial(
@@ -220,12 +227,12 @@ def _initial(
             extra={**_fields(job, ctx), "analysis_type": AnalysisType.INITIAL.value,
                    **error_fields(exc, error_kind(exc), consecutive)},
         )  # fmt: skip
-        return JobOutcome("failed", error_kind(exc))
-    if outcome.outcome == "duplicate":
+        return JobOutcome(JobStatus.FAILED, error_kind(exc))
+    if outcome.outcome is SetupResult.DUPLICATE:
         metrics.count(MetricName.DUPLICATE_CANDLES_PROCESSED)
-        return JobOutcome("skipped", "duplicate_record")
+        return JobOutcome(JobStatus.SKIPPED, "duplicate_record")
     count_llm_success(result, metrics)
     _log_outcome(job, ctx, answer, result, outcome, repo=repo, metrics=metrics)
     return JobOutcome(
-        "done", outcome.outcome, outcome.workflow_id, result.latency_ms, answer.usage.total_tokens
+        JobStatus.DONE, outcome.outcome, outcome.workflow_id, result.latency_ms, answer.usage.total_tokens
     )

@@ -21,6 +21,7 @@ from functions.core.models import (
     TraceMetadata,
 )
 from functions.core.telemetry import SERVICE, LogEvent, MetricName
+from functions.core.vocabulary import DecisionResult, JobStatus, StopReason
 from functions.services.jobs import (
     JobOutcome,
     WorkerConfig,
@@ -108,7 +109,7 @@ def process_position_job(
                     LogEvent.WORKFLOW_STOPPED,
                     extra={**fields, "reason": f"paper_{fill.reason}"},
                 )
-            return JobOutcome("done", f"paper_{fill.reason}", job.workflow_id)
+            return JobOutcome(JobStatus.DONE, f"paper_{fill.reason}", job.workflow_id)
 
     result: LlmResult | None = None
     try:
@@ -140,12 +141,12 @@ def process_position_job(
             usage=failure_usage(exc, result),
             fields=fields,
         )
-    if outcome.outcome == "duplicate":
+    if outcome.outcome is DecisionResult.DUPLICATE:
         metrics.count(MetricName.DUPLICATE_CANDLES_PROCESSED)
-        return JobOutcome("skipped", "duplicate_record", job.workflow_id)
+        return JobOutcome(JobStatus.SKIPPED, "duplicate_record", job.workflow_id)
     count_llm_success(result, metrics)
     metrics.count(MetricName.MANAGEMENT_DECISIONS)
-    if outcome.outcome == "rejected":
+    if outcome.outcome is DecisionResult.REJECTED:
         metrics.count(MetricName.GUARDRAIL_REJECTIONS)
     log.info(
         LogEvent.ANALYSIS_COMPLETE,
@@ -173,6 +174,6 @@ def process_position_job(
     )
     if outcome.workflow_stopped:
         metrics.count(MetricName.WORKFLOWS_STOPPED)
-        log.info(LogEvent.WORKFLOW_STOPPED, extra={**fields, "reason": "position_closed"})
+        log.info(LogEvent.WORKFLOW_STOPPED, extra={**fields, "reason": StopReason.POSITION_CLOSED})
     detail = outcome.outcome if outcome.reason is None else f"{outcome.outcome}:{outcome.reason}"
-    return JobOutcome("done", detail, job.workflow_id, result.latency_ms, answer.usage.total_tokens)
+    return JobOutcome(JobStatus.DONE, detail, job.workflow_id, result.latency_ms, answer.usage.total_tokens)
