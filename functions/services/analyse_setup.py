@@ -38,7 +38,7 @@ from functions.services.jobs import (
     skipped_claim,
 )
 from functions.services.log_fields import error_fields, identity_fields, workflow_fields
-from functions.services.ports import LlmProxy, Metrics, Repository
+from functions.services.ports import JobStore, LlmProxy, Metrics
 
 log = logging.getLogger(f"{SERVICE}.setup")
 
@@ -108,7 +108,7 @@ def _log_outcome(
     result: LlmResult,
     outcome: SetupOutcome,
     *,
-    repo: Repository,
+    repo: JobStore,
     metrics: Metrics,
 ) -> None:
     fields = _fields(job, ctx, outcome.workflow_id)
@@ -143,7 +143,7 @@ def _log_outcome(
 def process_setup_job(
     job: AnalysisJob,
     *,
-    repo: Repository,
+    repo: JobStore,
     llm: LlmProxy,
     metrics: Metrics,
     config: WorkerConfig,
@@ -191,7 +191,7 @@ def process_setup_job(
 def _initial(
     job: AnalysisJob,
     *,
-    repo: Repository,
+    repo: JobStore,
     llm: LlmProxy,
     metrics: Metrics,
     config: WorkerConfig,

@@ -27,7 +27,7 @@ from functions.core.models import LlmResult
 from functions.core.telemetry import SERVICE, LogEvent, MetricName
 from functions.core.vocabulary import ClaimReason, ErrorKind, JobStatus, StopReason
 from functions.services.log_fields import error_fields, workflow_fields
-from functions.services.ports import Metrics, Repository
+from functions.services.ports import Metrics, Recorder
 
 log = logging.getLogger(f"{SERVICE}.worker")
 
@@ -116,7 +116,7 @@ def record_llm_failure(
     job: AnalysisJob,
     exc: LlmProxyError | DatabaseError,
     *,
-    repo: Repository,
+    repo: Recorder,
     metrics: Metrics,
     config: WorkerConfig,
     usage: CallUsage | None = None,

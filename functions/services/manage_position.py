@@ -31,7 +31,7 @@ from functions.services.jobs import (
     skipped_claim,
 )
 from functions.services.log_fields import workflow_fields
-from functions.services.ports import LlmProxy, Metrics, Repository
+from functions.services.ports import JobStore, LlmProxy, Metrics
 
 log = logging.getLogger(f"{SERVICE}.positions")
 
@@ -57,7 +57,7 @@ def _request(job: AnalysisJob, ctx: PositionContext, config: WorkerConfig) -> Ma
 def process_position_job(
     job: AnalysisJob,
     *,
-    repo: Repository,
+    repo: JobStore,
     llm: LlmProxy,
     metrics: Metrics,
     config: WorkerConfig,

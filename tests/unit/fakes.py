@@ -1,9 +1,9 @@
 """In-memory fakes of the service ports (functions/services/ports.py), for unit tests.
 
 Each fake records every call it receives (`calls`), so a test can assert both what was
-done and what was *not* done (no LLM call, no repository write). Only what the unit
-tests use is implemented; the other port methods raise `NotImplementedError`, so a
-service that starts depending on one fails loudly instead of passing by accident.
+done and what was *not* done (no LLM call, no repository write). Each fake implements
+its role ports fully (no stubs that raise): a service that starts using another method
+of its role gets a configured answer, and the call shows in `calls`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ class Call:
 
 @dataclass
 class FakeRepository:
-    """Answers what it was configured with and records every call."""
+    """Every role of the `Repository` port (registrations, claims, contexts, recording,
+    fan-out, reconciliation, ledger, identities), answering what it was configured with
+    and recording every call."""
 
     workflows: list[tuple[UUID, WorkflowType]] = field(default_factory=list)
     claim: ClaimResult = field(default_factory=lambda: ClaimResult(claimed=True, reason="claimed"))
@@ -62,6 +64,8 @@ class FakeRepository:
     registration: Registration = field(default_factory=lambda: Registration(action="registered"))
     initial_wanted: tuple[bool, str] = (True, "wanted")
     admitted_share: float = 1.0
+    reconciled: ReconcileOutcome = field(default_factory=ReconcileOutcome)
+    missing_initial: list[UUID] = field(default_factory=list)
     # Raised by every record + apply call (the database refusing what was asked).
     record_error: Exception | None = None
     calls: list[Call] = field(default_factory=list)
@@ -86,7 +90,8 @@ class FakeRepository:
         return self.registration
 
     def stop_workflow(self, workflow_id: UUID, reason: str) -> Registration:
-        raise NotImplementedError
+        self._record("stop_workflow", workflow_id, reason)
+        return self.registration
 
     def initial_analysis_wanted(self, signal_id: UUID) -> tuple[bool, str]:
         self._record("initial_analysis_wanted", signal_id)
@@ -190,10 +195,12 @@ class FakeRepository:
         return list(self.workflows)
 
     def reconcile(self, max_reanalyses: int) -> ReconcileOutcome:
-        raise NotImplementedError
+        self._record("reconcile", max_reanalyses)
+        return self.reconciled
 
     def signals_missing_initial_analysis(self) -> list[UUID]:
-        raise NotImplementedError
+        self._record("signals_missing_initial_analysis")
+        return list(self.missing_initial)
 
     def rollout_admitted_share(self) -> float:
         self._record("rollout_admitted_share")

@@ -24,6 +24,7 @@ from functions.core.models import (
     ManagementAnswer,
     PositionContext,
     PositionSnapshot,
+    ReconcileOutcome,
     Registration,
     SetupAnswer,
     SetupContext,
@@ -573,3 +574,18 @@ def test_a_database_outage_during_the_record_still_raises_for_redelivery() -> No
             config=WorkerConfig(),
         )
     assert repo.called("record_workflow_failure") == []
+
+
+def test_the_reconciler_queues_the_initial_analyses_lost_webhooks_missed() -> None:
+    from functions.services.reconcile import reconcile
+
+    lost = [UUID(int=7), UUID(int=8)]
+    repo = FakeRepository(reconciled=ReconcileOutcome(registered_setup=[UUID(int=1)]), missing_initial=lost)
+    queue, metrics = FakeQueue(), FakeMetrics()
+
+    outcome = reconcile(repo=repo, metrics=metrics, max_reanalyses=3, queue=queue)
+
+    assert [c.args for c in repo.called("reconcile")] == [(3,)]
+    assert [(j.kind, j.signal_id) for j in queue.jobs] == [(JobKind.INITIAL_ANALYSIS, s) for s in lost]
+    assert outcome.initial_queued == lost
+    assert metrics.counts[MetricName.RECONCILER_FIXES] == 3
