@@ -238,7 +238,7 @@ def _cost(args: argparse.Namespace) -> int:
 
 
 _PASSTHROUGH = {
-    "demo": ("functions.local.demo", "play the brief's scenarios on embedded defaults (< 2 min)"),
+    "demo": ("functions.local.demo", "play the four monitoring scenarios on embedded defaults (< 2 min)"),
     "local": ("functions.local.serve", "run the whole stack locally until Ctrl-C"),
     "feed": ("feed_service.__main__", "run the Binance candle feed (the always-on service)"),
     "replay": ("functions.local.replay", "the real pipeline over historical candles: preview a change"),
@@ -374,7 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     stop.set_defaults(func=_workflows_stop)
     cli_operator.add_workflows_resume(wf, add_db_args)
 
-    metrics = sub.add_parser("metrics", help="the brief's monitoring metrics, from the database")
+    metrics = sub.add_parser(
+        "metrics", help="monitoring metrics (LLM calls, tokens, errors), from the database"
+    )
     add_db_args(metrics)
     metrics.add_argument("--hours", type=float, default=24.0, help="window (default 24)")
     metrics.add_argument(

@@ -142,9 +142,3 @@ def paper_fill(position: PositionSnapshot, low: Decimal, high: Decimal) -> Paper
         if tp is not None and low <= tp:
             return PaperFill(tp, "take_profit")
     return None
-
-
-def realized_pnl(side: Side, entry: Decimal, exit_price: Decimal, contracts: Decimal) -> Decimal:
-    """PnL of closing `contracts` at `exit_price` (the database computes the same)."""
-    sign = 1 if side is Side.LONG else -1
-    return sign * (exit_price - entry) * contracts

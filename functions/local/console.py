@@ -56,7 +56,7 @@ class EventLines(logging.Handler):
                 f"workflow {short} {get('decision')} (confidence {get('confidence')}, "
                 f"{get('tokens')} tokens, llm {get('latency_ms')} ms) -> {get('outcome')}"
             )
-        if message == LogEvent.DECISION_APPLIED:
+        if message == LogEvent.DECISION_RECORDED:
             reason = f" ({get('reason')})" if get("reason") else ""
             source = " [paper]" if get("source") == "paper" else ""
             return "position", f"workflow {short} {get('action')}{source} -> {get('outcome')}{reason}"

@@ -34,7 +34,7 @@ from functions.services.jobs import (
     count_llm_success,
     error_kind,
     failure_usage,
-    record_llm_failure,
+    record_failed_attempt,
     skipped_claim,
 )
 from functions.services.log_fields import error_fields, identity_fields, workflow_fields
@@ -168,7 +168,7 @@ def process_setup_job(
         answer = _answer(result, price=job.candle.close)
         outcome = repo.record_setup_analysis(job.workflow_id, job.candle, answer, result.latency_ms)
     except (LlmProxyError, DatabaseError) as exc:  # DatabaseUnavailable propagates: redelivery
-        return record_llm_failure(
+        return record_failed_attempt(
             job,
             exc,
             repo=repo,

@@ -112,7 +112,7 @@ def skipped_claim(job: AnalysisJob, reason: str, metrics: Metrics) -> JobOutcome
     return JobOutcome(JobStatus.SKIPPED, reason, job.workflow_id)
 
 
-def record_llm_failure(
+def record_failed_attempt(
     job: AnalysisJob,
     exc: LlmProxyError | DatabaseError,
     *,

@@ -27,7 +27,7 @@ from functions.services.jobs import (
     WorkerConfig,
     count_llm_success,
     failure_usage,
-    record_llm_failure,
+    record_failed_attempt,
     skipped_claim,
 )
 from functions.services.log_fields import workflow_fields
@@ -94,7 +94,7 @@ def process_position_job(
             )
             metrics.count(MetricName.PAPER_FILLS)
             log.info(
-                LogEvent.DECISION_APPLIED,
+                LogEvent.DECISION_RECORDED,
                 extra={
                     **fields,
                     "action": "close",
@@ -132,7 +132,7 @@ def process_position_job(
             latency_ms=result.latency_ms,
         )
     except (LlmProxyError, DatabaseError) as exc:  # DatabaseUnavailable propagates: redelivery
-        return record_llm_failure(
+        return record_failed_attempt(
             job,
             exc,
             repo=repo,
@@ -161,7 +161,7 @@ def process_position_job(
         },
     )
     log.info(
-        LogEvent.DECISION_APPLIED,
+        LogEvent.DECISION_RECORDED,
         extra={
             **fields,
             "action": answer.action,

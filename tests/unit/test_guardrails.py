@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from functions.core.backtest import realized_pnl
 from functions.core.guardrails import (
     GuardrailConfig,
     PaperFill,
@@ -21,7 +22,6 @@ from functions.core.guardrails import (
     check_action,
     paper_fill,
     parse_price,
-    realized_pnl,
 )
 from functions.core.models import Action, PositionSnapshot, Side
 from functions.core.vocabulary import RejectionReason
