@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from functions.core.logs import OUR_LOGGERS, set_level
 from functions.handlers import api, reconciler
 from functions.handlers import setup_analysis as _setup_analysis  # noqa: F401  (configures the Logger)
 from functions.local.runner import LambdaContext
@@ -65,10 +66,16 @@ def logs() -> Iterator[JsonLogs]:
     handler = logging.StreamHandler(stream)
     handler.setFormatter(powertools.formatter)
     root.addHandler(handler)
+    # The brief's lines are INFO; an earlier test in this process (a `cmon` command) may
+    # have set our loggers' level higher.
+    levels = {name: logging.getLogger(name).level for name in OUR_LOGGERS}
+    set_level(logging.INFO)
     try:
         yield JsonLogs(stream)
     finally:
         root.removeHandler(handler)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def post_webhook(body: str) -> dict[str, Any]:
