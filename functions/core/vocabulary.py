@@ -50,6 +50,7 @@ class SetupResult(StrEnum):
     MONITORING = "monitoring"  # an initial wait registered setup monitoring
     DUPLICATE = "duplicate"  # this (workflow, candle) already had an answer
     NOT_APPLIED = "not_applied"  # recorded, but the workflow or signal moved on meanwhile
+    SHADOW = "shadow"  # a shadow-cohort workflow: recorded, nothing applied (`would_apply` says what)
 
 
 class DecisionResult(StrEnum):
@@ -58,6 +59,7 @@ class DecisionResult(StrEnum):
     APPLIED = "applied"
     REJECTED = "rejected"
     DUPLICATE = "duplicate"
+    SHADOW = "shadow"  # a shadow-cohort workflow: recorded, nothing applied
 
 
 class ErrorKind(StrEnum):
