@@ -181,14 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     import logging
     from contextlib import ExitStack
 
-    from functions.local.serve import _ApiServer, handler_logs, local_services
+    from functions.local.api_server import ApiServer
+    from functions.local.stack import handler_logs, local_services
 
     with ExitStack() as stack:
         stack.enter_context(handler_logs(logging.WARNING))  # one log line per webhook is not the point
         s = stack.enter_context(
             local_services(database_url=None, llm_proxy_url=None, webhook_secret=SECRET, admin_api_key="x")
         )
-        api = _ApiServer("127.0.0.1", 0)
+        api = ApiServer("127.0.0.1", 0)
         api.start()
         try:
             url = f"{api.url}/webhooks/supabase"

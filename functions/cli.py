@@ -98,8 +98,15 @@ def _repo(args: argparse.Namespace) -> Any:
     return PostgresRepository(Database(_database_url(args)))
 
 
+def _reads(args: argparse.Namespace) -> Any:
+    from functions.adapters.operations import OperatorReads
+    from functions.adapters.postgres import Database
+
+    return OperatorReads(Database(_database_url(args)))
+
+
 def _workflows_list(args: argparse.Namespace) -> int:
-    rows = _repo(args).list_workflows(
+    rows = _reads(args).list_workflows(
         active=True if args.active else None, workflow_type=args.type, symbol=args.symbol, limit=args.limit
     )
     _print(
@@ -125,7 +132,7 @@ def _workflows_list(args: argparse.Namespace) -> int:
 def _workflows_show(args: argparse.Namespace) -> int:
     from uuid import UUID
 
-    detail = _repo(args).workflow_detail(UUID(args.workflow_id))
+    detail = _reads(args).workflow_detail(UUID(args.workflow_id))
 
     def human(d: dict[str, Any]) -> str:
         head = "\n".join(f"{k:28} {d[k]}" for k in d if k not in ("analyses", "decisions", "errors"))
@@ -231,7 +238,7 @@ def _cost(args: argparse.Namespace) -> int:
 
 
 _PASSTHROUGH = {
-    "demo": ("functions.local.demo", "play the brief's scenarios on embedded defaults (< 2 min)"),
+    "demo": ("functions.local.demo", "play the four monitoring scenarios on embedded defaults (< 2 min)"),
     "local": ("functions.local.serve", "run the whole stack locally until Ctrl-C"),
     "feed": ("feed_service.__main__", "run the Binance candle feed (the always-on service)"),
     "replay": ("functions.local.replay", "the real pipeline over historical candles: preview a change"),
@@ -367,7 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     stop.set_defaults(func=_workflows_stop)
     cli_operator.add_workflows_resume(wf, add_db_args)
 
-    metrics = sub.add_parser("metrics", help="the brief's monitoring metrics, from the database")
+    metrics = sub.add_parser(
+        "metrics", help="monitoring metrics (LLM calls, tokens, errors), from the database"
+    )
     add_db_args(metrics)
     metrics.add_argument("--hours", type=float, default=24.0, help="window (default 24)")
     metrics.add_argument(

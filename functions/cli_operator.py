@@ -214,7 +214,7 @@ def add_rollout(sub: Any, add_db_args: AddDbArgs) -> Any:
 def add_rollback(sub: Any, add_db_args: AddDbArgs) -> None:
     rollback = sub.add_parser(
         "rollback",
-        help="emergency stop (the brief's rollback plan), recorded so that it can be undone",
+        help="emergency stop (the rollout's rollback plan), recorded so that it can be undone",
         description="Without a subcommand: in one transaction close the rollout gate, turn off "
         "auto_analyze_signals for the tiers' traders and stop every active workflow "
         "(stopped_reason 'rollback'), recording exactly which rows changed; prints the "

@@ -7,7 +7,8 @@ behind different front doors. If their retries, deadlines or error types drifted
 switching `LLM_PROXY_TRANSPORT` would silently change how workflows fail.
 
 The policy:
-- Retries are bounded and jittered (full jitter, capped) so a fleet of workers hitting a
+- Retries are bounded and jittered (`functions.core.retry`: full jitter, a uniform draw in
+  [0, min(cap, base * 2^(n-1))]) so a fleet of workers hitting a
   throttled proxy spreads out instead of stampeding; `Retry-After` wins when given.
 - The caller's `deadline` (the Lambda's remaining time) bounds everything: every attempt's
   timeout is cut to it and no retry starts that cannot finish before it. We would rather
@@ -28,7 +29,6 @@ import random as _random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -50,6 +50,7 @@ from functions.core.models import (
     TraceMetadata,
     Usage,
 )
+from functions.core.retry import BackoffPolicy, parse_retry_after
 
 logger = logging.getLogger("functions.adapters.llm_proxy")
 
@@ -118,9 +119,7 @@ class LlmProxyBase(ABC):
         self._secrets = tuple(s for s in secrets if s)
         self._timeout_s = timeout_s
         self._max_attempts = max_attempts
-        self._backoff_base_s = backoff_base_s
-        self._backoff_cap_s = backoff_cap_s
-        self._retry_after_cap_s = retry_after_cap_s
+        self._policy = BackoffPolicy(backoff_base_s, backoff_cap_s, retry_after_cap_s=retry_after_cap_s)
         # An attempt with less time than this left cannot realistically get an LLM answer.
         self._min_attempt_s = min_attempt_s
         self._sleep = sleep
@@ -241,11 +240,9 @@ class LlmProxyBase(ABC):
         return min(self._timeout_s, remaining)
 
     def _backoff(self, attempt: int, retry_after_s: float | None) -> float:
-        """Full jitter under a capped exponential; the server's Retry-After wins (capped)."""
-        if retry_after_s is not None:
-            return min(max(retry_after_s, 0.0), self._retry_after_cap_s)
-        ceiling = min(self._backoff_cap_s, self._backoff_base_s * 2.0 ** (attempt - 1))
-        return ceiling * min(max(self._random(), 0.0), 1.0)
+        """The shared policy (`functions.core.retry`): a uniform draw in [0, min(cap,
+        base * 2^(attempt-1))]; the server's Retry-After wins, capped."""
+        return self._policy.delay(attempt, self._random(), retry_after_s)
 
     def _check_status(self, operation: str, status: int, headers: Mapping[str, str], text: str) -> None:
         """The status mapping both transports use: 2xx passes, 429/5xx retry, else reject."""
@@ -307,21 +304,7 @@ def trace_headers(metadata: TraceMetadata) -> dict[str, str]:
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """`Retry-After` as seconds: delta-seconds or an HTTP date; None if absent or junk."""
-    raw = headers.get("retry-after")
-    if raw is None:
-        return None
-    raw = raw.strip()
-    try:
-        seconds = float(raw)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(raw)
-        except (TypeError, ValueError, IndexError):
-            return None
-        seconds = when.timestamp() - time.time()
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN / inf
-        return None
-    return max(seconds, 0.0)
+    return parse_retry_after(headers.get("retry-after"), time.time())
 
 
 def snippet(text: str, limit: int = 200) -> str:

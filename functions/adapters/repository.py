@@ -12,7 +12,8 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from functions.adapters.postgres import Database, Row
+from functions.adapters.operations import json_ready
+from functions.adapters.postgres import Database
 from functions.adapters.tracing import traced
 from functions.core.contracts import CandleClosed, WorkflowType
 from functions.core.errors import CallUsage, NotFound
@@ -37,21 +38,6 @@ _HISTORY = 5  # previous analyses / decisions given to the LLM as context
 
 def _confidence(value: float | None) -> Decimal | None:
     return None if value is None else Decimal(str(round(value, 4)))
-
-
-def _json_ready(row: Row) -> dict[str, Any]:
-    """Row values as JSON-friendly primitives (the prompt is JSON)."""
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if isinstance(value, Decimal):
-            out[key] = format(value, "f")
-        elif isinstance(value, datetime):
-            out[key] = value.isoformat()
-        elif isinstance(value, UUID):
-            out[key] = str(value)
-        else:
-            out[key] = value
-    return out
 
 
 class PostgresRepository:
@@ -150,9 +136,9 @@ class PostgresRepository:
         return SetupContext(
             workflow_id=workflow_id,
             signal_id=signal["id"],
-            signal=_json_ready(signal),
-            trader=_json_ready(trader or {}),
-            previous_analyses=[_json_ready(r) for r in previous],
+            signal=json_ready(signal),
+            trader=json_ready(trader or {}),
+            previous_analyses=[json_ready(r) for r in previous],
         )
 
     def position_context(self, workflow_id: UUID) -> PositionContext:
@@ -175,8 +161,8 @@ class PostgresRepository:
             workflow_id=workflow_id,
             trader_id=row["trader_id"],
             position=snapshot,
-            position_row=_json_ready(row),
-            recent_decisions=[_json_ready(r) for r in recent],
+            position_row=json_ready(row),
+            recent_decisions=[json_ready(r) for r in recent],
         )
 
     # record + apply -------------------------------------------------------------------
@@ -340,69 +326,6 @@ class PostgresRepository:
     def rollout_admitted_share(self) -> float:
         row = self.db.fetch_one("select public.rollout_admitted_share() as share")
         return 1.0 if row is None else float(row["share"])
-
-    # admin reads ------------------------------------------------------------------------
-
-    def list_workflows(
-        self,
-        *,
-        active: bool | None = None,
-        workflow_type: str | None = None,
-        symbol: str | None = None,
-        limit: int = 100,
-    ) -> list[dict[str, Any]]:
-        rows = self.db.fetch_all(
-            "select * from public.workflow_schedules"
-            " where (%(active)s::boolean is null or is_active = %(active)s)"
-            "   and (%(type)s::text is null or workflow_type = %(type)s)"
-            "   and (%(symbol)s::text is null or symbol = %(symbol)s)"
-            " order by created_at desc, id limit %(limit)s",
-            {"active": active, "type": workflow_type, "symbol": symbol, "limit": limit},
-        )
-        return [_json_ready(r) for r in rows]
-
-    def workflow_detail(self, workflow_id: UUID) -> dict[str, Any]:
-        row = self.db.fetch_one(
-            "select * from public.workflow_schedules where id = %(id)s", {"id": workflow_id}
-        )
-        if row is None:
-            raise NotFound(f"workflow {workflow_id} not found")
-        detail = _json_ready(row)
-        detail["analyses"] = (
-            [
-                _json_ready(r)
-                for r in self.db.fetch_all(
-                    "select id, decision, confidence, reasoning, analysis_type, candle_time, total_tokens,"
-                    " latency_ms, created_at from public.signal_analyses where signal_id = %(s)s"
-                    " order by created_at, id",
-                    {"s": row["signal_id"]},
-                )
-            ]
-            if row["signal_id"] is not None and row["workflow_type"] == "setup_monitoring"
-            else []
-        )
-        detail["decisions"] = (
-            [
-                _json_ready(r)
-                for r in self.db.fetch_all(
-                    "select id, candle_time, action, params, source, status, rejection_reason, price,"
-                    " realized_pnl, total_tokens, latency_ms, created_at from public.management_decisions"
-                    " where position_id = %(p)s order by candle_time",
-                    {"p": row["position_id"]},
-                )
-            ]
-            if row["position_id"] is not None
-            else []
-        )
-        detail["errors"] = [
-            _json_ready(r)
-            for r in self.db.fetch_all(
-                "select candle_time, error_kind, message, created_at from public.workflow_errors"
-                " where workflow_id = %(w)s order by created_at, id",
-                {"w": workflow_id},
-            )
-        ]
-        return detail
 
     # log fields -------------------------------------------------------------------------
 

@@ -19,10 +19,16 @@ from typing import Any
 from uuid import UUID
 
 from functions.core.errors import InvalidInput
-from functions.core.guardrails import paper_fill, realized_pnl
+from functions.core.guardrails import paper_fill
 from functions.core.models import PositionSnapshot, Side
 
 _NO_ID = UUID(int=0)
+
+
+def realized_pnl(side: Side, entry: Decimal, exit_price: Decimal, contracts: Decimal) -> Decimal:
+    """PnL of closing `contracts` at `exit_price` (the database computes the same)."""
+    sign = 1 if side is Side.LONG else -1
+    return sign * (exit_price - entry) * contracts
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from functions.core.models import Action, PositionSnapshot, Side, is_plausible
+from functions.core.vocabulary import RejectionReason
 
 
 @dataclass(frozen=True)
@@ -35,13 +36,13 @@ class Verdict:
 
     action: str
     apply: bool
-    reason: str | None = None
+    reason: RejectionReason | None = None
     stop_loss: Decimal | None = None
     take_profit: Decimal | None = None
     fraction: Decimal | None = None
 
     @classmethod
-    def reject(cls, action: str, reason: str) -> Verdict:
+    def reject(cls, action: str, reason: RejectionReason) -> Verdict:
         return cls(action=action, apply=False, reason=reason)
 
 
@@ -91,9 +92,9 @@ def check_action(
     try:
         kind = Action(action)
     except ValueError:
-        return Verdict.reject(action, "unknown_action")
+        return Verdict.reject(action, RejectionReason.UNKNOWN_ACTION)
     if position.status != "open":
-        return Verdict.reject(action, "position_not_open")
+        return Verdict.reject(action, RejectionReason.POSITION_NOT_OPEN)
 
     if kind in (Action.HOLD, Action.CLOSE):
         return Verdict(action=action, apply=True)
@@ -101,28 +102,28 @@ def check_action(
     if kind is Action.ADJUST_SL:
         new_sl = parse_price(params.get("stop_loss"))
         if new_sl is None:
-            return Verdict.reject(action, "invalid_stop_loss")
+            return Verdict.reject(action, RejectionReason.INVALID_STOP_LOSS)
         if not _beyond(position.side, price, new_sl):
-            return Verdict.reject(action, "stop_loss_on_wrong_side_of_price")
+            return Verdict.reject(action, RejectionReason.STOP_LOSS_ON_WRONG_SIDE)
         current = position.stop_loss
         if current is not None and not config.allow_sl_loosening and _beyond(position.side, current, new_sl):
-            return Verdict.reject(action, "stop_loss_loosened")
+            return Verdict.reject(action, RejectionReason.STOP_LOSS_LOOSENED)
         return Verdict(action=action, apply=True, stop_loss=new_sl)
 
     if kind is Action.ADJUST_TP:
         new_tp = parse_price(params.get("take_profit"))
         if new_tp is None:
-            return Verdict.reject(action, "invalid_take_profit")
+            return Verdict.reject(action, RejectionReason.INVALID_TAKE_PROFIT)
         if not _beyond(position.side, new_tp, price):
-            return Verdict.reject(action, "take_profit_on_wrong_side_of_price")
+            return Verdict.reject(action, RejectionReason.TAKE_PROFIT_ON_WRONG_SIDE)
         return Verdict(action=action, apply=True, take_profit=new_tp)
 
     # Action.REDUCE
     fraction = parse_price(params.get("fraction"))
     if fraction is None or fraction >= 1:
-        return Verdict.reject(action, "invalid_reduce_fraction")
+        return Verdict.reject(action, RejectionReason.REDUCE_FRACTION_OUT_OF_RANGE)
     if position.contracts - position.contracts * fraction <= 0:
-        return Verdict.reject(action, "reduce_leaves_no_size")
+        return Verdict.reject(action, RejectionReason.REDUCE_LEAVES_NO_SIZE)
     return Verdict(action=action, apply=True, fraction=fraction)
 
 
@@ -141,9 +142,3 @@ def paper_fill(position: PositionSnapshot, low: Decimal, high: Decimal) -> Paper
         if tp is not None and low <= tp:
             return PaperFill(tp, "take_profit")
     return None
-
-
-def realized_pnl(side: Side, entry: Decimal, exit_price: Decimal, contracts: Decimal) -> Decimal:
-    """PnL of closing `contracts` at `exit_price` (the database computes the same)."""
-    sign = 1 if side is Side.LONG else -1
-    return sign * (exit_price - entry) * contracts

@@ -15,6 +15,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from functions.core.vocabulary import DecisionResult, RejectionReason, SetupResult
+
 # No traded price, size or fraction lies outside 1e-30..1e30: beyond that a number from
 # the LLM is nonsense, and `1e999999` would not even fit a Postgres numeric.
 PLAUSIBLE_EXPONENTS = (-30, 30)
@@ -208,16 +210,16 @@ class Registration(_Outcome):
 
 class ClaimResult(_Outcome):
     claimed: bool
-    reason: str  # claimed | lease_expired | duplicate | older_candle | inactive | entity_closed | not_found
+    reason: str  # a `ClaimReason`, or `signal_<status>` (an open set)
 
 
 class SetupOutcome(_Outcome):
-    outcome: str  # continued | expired | entered | bad_setup | monitoring | duplicate | not_applied | shadow
+    outcome: SetupResult
     analysis_id: UUID | None = None
     # A shadow workflow's answer is recorded, not applied: outcome `shadow`, and
     # `would_apply` the outcome a live workflow would have had.
     shadow: bool = False
-    would_apply: str | None = None
+    would_apply: SetupResult | None = None
     reanalysis_count: int | None = None
     position_id: UUID | None = None
     position_workflow_id: UUID | None = None
@@ -225,11 +227,12 @@ class SetupOutcome(_Outcome):
 
 
 class DecisionOutcome(_Outcome):
-    outcome: str  # applied | rejected | duplicate | shadow (recorded, position untouched)
+    outcome: DecisionResult
     decision_id: UUID | None = None
+    # A shadow workflow's decision is recorded, the position untouched.
     shadow: bool = False
     would_apply: str | None = None
-    reason: str | None = None
+    reason: RejectionReason | None = None
     workflow_stopped: bool = False
 
 

@@ -81,6 +81,6 @@ class LogEvent(StrEnum):
     WORKFLOW_STARTED = "Workflow started"
     CANDLE_CLOSED = "Candle closed"
     ANALYSIS_COMPLETE = "Analysis complete"
-    DECISION_APPLIED = "Management decision"
+    DECISION_RECORDED = "Management decision"  # applied or rejected: `outcome` says which
     WORKFLOW_STOPPED = "Workflow stopped"
     ERROR = "Error"

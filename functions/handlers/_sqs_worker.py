@@ -35,7 +35,6 @@ def job_log_keys(job: AnalysisJob, message_id: str) -> dict[str, str | None]:
 def handle_batch(event: dict[str, Any], context: Any, process: Process) -> dict[str, Any]:
     deps = wiring.container()
     llm = deps.llm
-    assert llm is not None, "LLM_PROXY_URL must be set"
     deadline = wiring.deadline_from(context)
     processor = BatchProcessor(event_type=EventType.SQS)
 

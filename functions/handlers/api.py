@@ -152,13 +152,13 @@ def list_workflows(
     symbol: Annotated[str | None, Query(pattern="^[A-Z0-9]{2,32}$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    rows = deps.repo.list_workflows(active=active, workflow_type=workflow_type, symbol=symbol, limit=limit)
+    rows = deps.reads.list_workflows(active=active, workflow_type=workflow_type, symbol=symbol, limit=limit)
     return {"workflows": rows, "count": len(rows)}
 
 
 @workflows.get("/{workflow_id}", response_model=WorkflowDetail, responses={**ADMIN_ERRORS, **NOT_FOUND_ERROR})
 def get_workflow(workflow_id: UUID, deps: Deps) -> dict[str, Any]:
-    return deps.repo.workflow_detail(workflow_id)
+    return deps.reads.workflow_detail(workflow_id)
 
 
 @workflows.post(

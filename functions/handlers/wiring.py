@@ -7,18 +7,19 @@ builds); tests and the local runner call `use()` to inject their own parts.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from functions.core.guardrails import GuardrailConfig
 from functions.core.logs import register_secret
 from functions.services.jobs import WorkerConfig
-from functions.services.ports import Clock, JobQueue, LlmProxy, Metrics, OperatorStore, Repository
+from functions.services.ports import AdminReads, Clock, JobQueue, LlmProxy, Metrics, OperatorStore, Repository
 from functions.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from functions.adapters.llm_calls import LlmProxyBase
+    from functions.adapters.postgres import Database
 
 
 class FlushableMetrics(Metrics, Protocol):
@@ -35,10 +36,10 @@ class Container:
     settings: Settings
     repo: Repository
     metrics: FlushableMetrics
+    llm: LlmProxy
+    reads: AdminReads
     queue: JobQueue | None = None
-    llm: LlmProxy | None = None
     clock: Clock = system_clock
-    extras: dict[str, Any] = field(default_factory=dict)
     # The operator's recording SQL functions (admin API: resume).
     operator_store: OperatorStore | None = None
 
@@ -59,45 +60,76 @@ class Container:
 _container: Container | None = None
 
 
-def build(settings: Settings) -> Container:
-    """The production wiring: Postgres, SQS, llm-proxy (HTTP or Edge Function), EMF metrics."""
-    import boto3
-
-    from functions.adapters.aws import PowertoolsMetrics, SqsJobQueue
+def build(
+    settings: Settings,
+    *,
+    db: Database | None = None,
+    queue: JobQueue | None = None,
+    llm: LlmProxy | None = None,
+    metrics: FlushableMetrics | None = None,
+    clock: Clock | None = None,
+) -> Container:
+    """The one place the handlers' container is built. Production passes only `settings`
+    (Postgres, SQS, llm-proxy over HTTP or the Edge Function, EMF metrics); `cmon local`,
+    the demo, replay and the tests pass the parts they own (a per-thread database, a moto
+    queue, a timed or stub-backed LLM client, in-memory metrics, a replay clock) and get
+    everything else exactly as deployed."""
+    from functions.adapters.operations import OperatorReads
     from functions.adapters.operator_db import PostgresOperatorStore
-    from functions.adapters.postgres import Database
     from functions.adapters.repository import PostgresRepository
 
     register_secret(*settings.secret_values())
+    if db is None:
+        db = _database(settings)
+    if queue is None:
+        queue = _sqs_queue(settings)
+    if metrics is None:
+        from functions.adapters.aws import PowertoolsMetrics
+
+        metrics = PowertoolsMetrics(
+            settings.stage,
+            function_name=settings.aws_lambda_function_name,
+            function_version=settings.aws_lambda_function_version,
+        )
+    return Container(
+        settings=settings,
+        repo=PostgresRepository(db),
+        metrics=metrics,
+        queue=queue,
+        llm=build_llm(settings) if llm is None else llm,
+        clock=system_clock if clock is None else clock,
+        reads=OperatorReads(db),
+        operator_store=PostgresOperatorStore(db),
+    )
+
+
+def _database(settings: Settings) -> Database:
+    from functions.adapters.postgres import Database
+
     if settings.database_url is None and settings.database_url_secret_id is None:
         raise RuntimeError("DATABASE_URL (or DATABASE_URL_SECRET_ID) is not set")
 
     def database_url() -> str:
         # Read at each (re)connect: a rotated password is used by the next connection.
         current = settings.secret("database_url")
-        assert current is not None
+        if current is None:  # the secret was deleted after start-up
+            raise RuntimeError("the database URL secret has no value")
         return current.get_secret_value()
 
-    db = Database(database_url)
-    repo = PostgresRepository(db)
-    queue = None
-    if settings.setup_queue_url and settings.position_queue_url:
-        queue = SqsJobQueue(
-            boto3.client("sqs"),
-            setup_queue_url=settings.setup_queue_url,
-            position_queue_url=settings.position_queue_url,
-        )
-    return Container(
-        settings=settings,
-        repo=repo,
-        metrics=PowertoolsMetrics(
-            settings.stage,
-            function_name=settings.aws_lambda_function_name,
-            function_version=settings.aws_lambda_function_version,
-        ),
-        queue=queue,
-        llm=build_llm(settings),
-        operator_store=PostgresOperatorStore(db),
+    return Database(database_url)
+
+
+def _sqs_queue(settings: Settings) -> JobQueue | None:
+    if not (settings.setup_queue_url and settings.position_queue_url):
+        return None
+    import boto3
+
+    from functions.adapters.aws import SqsJobQueue
+
+    return SqsJobQueue(
+        boto3.client("sqs"),
+        setup_queue_url=settings.setup_queue_url,
+        position_queue_url=settings.position_queue_url,
     )
 
 

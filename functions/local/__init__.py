@@ -1,0 +1,9 @@
+"""The embedded runtime behind `cmon local`, `cmon demo`, `cmon replay` and the e2e tests.
+
+`stack` builds the in-process stack (embedded Postgres, moto, the stub llm-proxy, the
+handlers' container from `wiring.build`); `serve` is `cmon local` (with `console`,
+`api_server`); `demo` / `demo_story` / `demo_summary`; `replay` / `replay_input` /
+`replay_summary`; `report`; `stub_llm` / `stub_answers` / `stub_http`; `relay` (NOTIFY →
+webhook bodies); `runner` (the Lambda event-source mappings); `aws_stack`, `embedded_db`,
+`db_pool`, `live_view`. Production code never imports this package.
+"""

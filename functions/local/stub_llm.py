@@ -32,27 +32,41 @@ runs, nothing recorded) as Supabase's does when it cannot reach a function.
 
 Token counts: `prompt_tokens`/`completion_tokens` (950/150) per answer, or, with
 `token_jitter` > 0, drawn around them from a seeded normal distribution.
+
+Files: this module is the stub's state and scripting API; `stub_answers.py` the
+heuristic and the answer shapes; `stub_http.py` the server and request handler.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
 import random
-import socket
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from decimal import Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
+
+from functions.local.stub_answers import (
+    Answer,
+    FailStatus,
+    Kind,
+    Reply,
+    dump,
+    entity_of,
+    error_reply,
+    management_answer,
+    setup_answer,
+)
+
+if TYPE_CHECKING:
+    from functions.local.stub_http import StubServer
 
 logger = logging.getLogger(__name__)
 
@@ -61,17 +75,6 @@ MANAGE_PATH = "/manage-position"
 MODEL_NAME = "stub-llm"
 ANY_ENTITY = "*"
 EDGE_PREFIX = "/functions/v1/"
-
-Kind = Literal["setup", "management"]
-FailStatus = int | Literal["timeout", "invalid"]
-Answer = str | dict[str, Any]
-
-# The heuristic's thresholds, as fractions of the open.
-ENTER_ABOVE = Decimal("0.002")
-BAD_BELOW = Decimal("-0.005")
-STOP_LOSS_FACTOR = Decimal("0.99")
-TAKE_PROFIT_FACTOR = Decimal("1.02")
-
 _INVALID_BODY = b'{"reasoning": "stub: scripted invalid answer"}'
 
 
@@ -117,14 +120,6 @@ class _Failure:
 
 
 @dataclass
-class _Reply:
-    status: int | None
-    body: bytes
-    answer: dict[str, Any] | None
-    delay_s: float = 0.0
-
-
-@dataclass
 class _State:
     queues: dict[tuple[Kind, str], deque[Answer]] = field(default_factory=dict)
     failures: dict[str, deque[_Failure]] = field(default_factory=dict)
@@ -154,7 +149,7 @@ class StubLlmProxy:
         self._rng = random.Random(self._config.seed)
         self._token_rng = random.Random(self._config.seed)
         self._stopping = threading.Event()
-        self._server: _Server | None = None
+        self._server: StubServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle --------------------------------------------------------------------
@@ -163,7 +158,9 @@ class StubLlmProxy:
         if self._server is not None:
             return self
         self._stopping.clear()
-        server = _Server((self._host, self._port), _Handler)
+        from functions.local.stub_http import StubHandler, StubServer
+
+        server = StubServer((self._host, self._port), StubHandler)
         server.stub = self
         self._server = server
         self._thread = threading.Thread(
@@ -292,38 +289,40 @@ class StubLlmProxy:
         with self._lock:
             self._relay_failures += times
 
-    def _answer_edge(self, path: str, headers: dict[str, str], raw: bytes) -> tuple[_Reply, dict[str, str]]:
+    def _answer_edge(self, path: str, headers: dict[str, str], raw: bytes) -> tuple[Reply, dict[str, str]]:
         """The Edge Function layout: the gateway's checks, the relay, then `_answer`."""
         name, _, operation = path[len(EDGE_PREFIX) :].partition("?")[0].partition("/")
         plain = f"/{operation}"
         if name != self.function_name or plain not in (ANALYZE_PATH, MANAGE_PATH):
-            return _error(404, "Requested function was not found"), {}
+            return error_reply(404, "Requested function was not found"), {}
         key = self._api_key
         if key is not None and (
             headers.get("authorization") != f"Bearer {key}" or headers.get("apikey") != key
         ):
-            return self._record(plain, headers, None, None, _error(401, "Invalid JWT")), {}
+            return self._record(plain, headers, None, None, error_reply(401, "Invalid JWT")), {}
         with self._lock:
             relay_fails = self._relay_failures > 0
             if relay_fails:
                 self._relay_failures -= 1
         if relay_fails:
-            return _error(502, "relay error: the function could not be reached"), {"x-relay-error": "true"}
+            return error_reply(502, "relay error: the function could not be reached"), {
+                "x-relay-error": "true"
+            }
         return self._answer(plain, headers, raw), {}
 
     # -- answering (called from the HTTP threads) -------------------------------------
 
-    def _answer(self, path: str, headers: dict[str, str], raw: bytes) -> _Reply:
+    def _answer(self, path: str, headers: dict[str, str], raw: bytes) -> Reply:
         if self._api_key is not None and headers.get("authorization") != f"Bearer {self._api_key}":
-            return self._record(path, headers, None, None, _error(401, "unauthorized"))
+            return self._record(path, headers, None, None, error_reply(401, "unauthorized"))
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError):
-            return self._record(path, headers, None, None, _error(400, "body is not JSON"))
+            return self._record(path, headers, None, None, error_reply(400, "body is not JSON"))
         if not isinstance(body, dict):
-            return self._record(path, headers, body, None, _error(400, "body is not an object"))
+            return self._record(path, headers, body, None, error_reply(400, "body is not an object"))
         kind: Kind = "setup" if path == ANALYZE_PATH else "management"
-        entity = _entity_of(body, kind)
+        entity = entity_of(body, kind)
         key = headers.get("idempotency-key")
         with self._lock:
             config = self._config
@@ -332,26 +331,26 @@ class StubLlmProxy:
             if failure is None and config.failure_rate > 0 and self._rng.random() < config.failure_rate:
                 failure = 500
             if failure == "timeout":
-                reply = _Reply(None, b"", None, delay_s=config.timeout_sleep_s)
+                reply = Reply(None, b"", None, delay_s=config.timeout_sleep_s)
             elif failure == "invalid":
-                reply = _Reply(200, _INVALID_BODY, None, delay_s)
+                reply = Reply(200, _INVALID_BODY, None, delay_s)
             elif failure is not None:
-                reply = _error(int(failure), "scripted failure")
+                reply = error_reply(int(failure), "scripted failure")
                 reply.delay_s = delay_s
             elif key is not None and (path, key) in self._state.cache:
                 answer = self._state.cache[(path, key)]
-                reply = _Reply(200, _dump(answer), answer, delay_s)
+                reply = Reply(200, dump(answer), answer, delay_s)
             else:
                 answer = self._next_answer(kind, entity, body)
                 if key is not None:
                     self._state.cache[(path, key)] = answer
-                reply = _Reply(200, _dump(answer), answer, delay_s)
+                reply = Reply(200, dump(answer), answer, delay_s)
             self._state.calls.append(StubCall(path, headers, body, reply.status, reply.answer, entity))
         return reply
 
     def _record(
-        self, path: str, headers: dict[str, str], body: Any, entity: str | None, reply: _Reply
-    ) -> _Reply:
+        self, path: str, headers: dict[str, str], body: Any, entity: str | None, reply: Reply
+    ) -> Reply:
         with self._lock:
             self._state.calls.append(StubCall(path, headers, body, reply.status, None, entity))
         return reply
@@ -387,263 +386,14 @@ class StubLlmProxy:
             "trace_id": f"stub-trace-{self._state.sequence:06d}",
         }
         if kind == "setup":
-            return {**base, **_setup_answer(body, scripted)}
-        return {**base, **_management_answer(scripted)}
+            return {**base, **setup_answer(body, scripted)}
+        return {**base, **management_answer(scripted)}
 
     def _draw(self, mean: int) -> int:
         jitter = self._config.token_jitter
         if jitter == 0:
             return mean
         return max(1, round(self._token_rng.gauss(mean, mean * jitter)))
-
-
-# -- the default heuristic and the scripted answers --------------------------------------
-
-
-def _setup_answer(body: dict[str, Any], scripted: Answer | None) -> dict[str, Any]:
-    heuristic = _setup_heuristic(body)
-    if scripted is None:
-        return heuristic
-    if isinstance(scripted, str):
-        scripted = {"decision": scripted}
-    answer = {
-        "confidence": 0.8,
-        "reasoning": f"stub: scripted {scripted.get('decision', heuristic['decision'])}",
-        "decision": heuristic["decision"],
-        **scripted,
-    }
-    if answer["decision"] == "enter_trade" and "trade_plan" not in answer:
-        answer["trade_plan"] = _long_plan(_candle(body)[1])
-    return answer
-
-
-def _setup_heuristic(body: dict[str, Any]) -> dict[str, Any]:
-    open_, close = _candle(body)
-    if open_ is None or close is None or open_ <= 0:
-        return {"decision": "wait", "confidence": 0.5, "reasoning": "stub: no candle, wait"}
-    change = (close - open_) / open_
-    pct = f"{change * 100:+.3f}%"
-    if change > ENTER_ABOVE:
-        return {
-            "decision": "enter_trade",
-            "confidence": 0.75,
-            "reasoning": f"stub: candle closed {pct} (> +0.2%), enter long",
-            "trade_plan": _long_plan(close),
-        }
-    if change < BAD_BELOW:
-        return {
-            "decision": "bad_setup",
-            "confidence": 0.7,
-            "reasoning": f"stub: candle closed {pct} (< -0.5%), setup invalidated",
-        }
-    return {"decision": "wait", "confidence": 0.6, "reasoning": f"stub: candle closed {pct}, wait"}
-
-
-def _long_plan(close: Decimal | None) -> dict[str, Any]:
-    if close is None or close <= 0:
-        return {"side": "long"}
-    return {
-        "side": "long",
-        "entry": _fmt(close),
-        "stop_loss": _fmt(close * STOP_LOSS_FACTOR),
-        "take_profit": _fmt(close * TAKE_PROFIT_FACTOR),
-    }
-
-
-def _management_answer(scripted: Answer | None) -> dict[str, Any]:
-    if scripted is None:
-        return {"action": "hold", "params": {}, "confidence": 0.5, "reasoning": "stub: hold"}
-    if isinstance(scripted, str):
-        scripted = {"action": scripted}
-    return {
-        "action": "hold",
-        "params": {},
-        "confidence": 0.8,
-        "reasoning": f"stub: scripted {scripted.get('action', 'hold')}",
-        **scripted,
-    }
-
-
-def _candle(body: dict[str, Any]) -> tuple[Decimal | None, Decimal | None]:
-    candle = body.get("candle")
-    if not isinstance(candle, dict):
-        return None, None
-    return _decimal(candle.get("open")), _decimal(candle.get("close"))
-
-
-def _decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        result = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-    return result if result.is_finite() else None
-
-
-def _fmt(value: Decimal) -> str:
-    return format(value.normalize(), "f")
-
-
-def _entity_of(body: dict[str, Any], kind: Kind) -> str | None:
-    metadata = body.get("metadata")
-    if not isinstance(metadata, dict):
-        return None
-    value = metadata.get("signal_id" if kind == "setup" else "position_id")
-    return None if value is None else str(value)
-
-
-def _dump(value: Any) -> bytes:
-    return json.dumps(value, default=str).encode()
-
-
-def _error(status: int, message: str) -> _Reply:
-    return _Reply(status, _dump({"error": message}), None)
-
-
-# -- HTTP plumbing -----------------------------------------------------------------------
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # A burst of C workers connecting at once (bench_load: 100) must not overflow the
-    # listen backlog (default 5): refused SYNs are retried by the kernel after ~1 s.
-    request_queue_size = 1024
-    stub: StubLlmProxy
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        super().__init__(address, handler)
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """Cut kept-alive connections so a stopped stub answers nothing at all."""
-        with self._connections_lock:
-            connections, self._connections = self._connections, set()
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as the real proxy: the client reuses it
-    server: _Server
-    timeout = 60  # idle kept-alive connections do not hold a thread forever
-    # Headers and body go out in two writes; with Nagle on, the second waits for the
-    # client's delayed ACK (~40 ms per call), which would dwarf everything we measure.
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("stub llm-proxy: " + format, *args)
-
-    def do_GET(self) -> None:
-        self._read_body()
-        stub = self.server.stub
-        if self.path == "/health":
-            self._send(200, _dump({"status": "ok", "model": MODEL_NAME}))
-        elif self.path == "/_stub/calls":
-            self._send(200, _dump([asdict(call) for call in stub.calls]))
-        elif self.path == "/_stub/usage":
-            self._send(200, _dump(stub.served_usage()))
-        else:
-            self._send(404, _dump({"error": "not found"}))
-
-    def do_POST(self) -> None:
-        raw = self._read_body()
-        stub = self.server.stub
-        if self.path in (ANALYZE_PATH, MANAGE_PATH):
-            headers = {name.lower(): value for name, value in self.headers.items()}
-            reply = stub._answer(self.path, headers, raw)
-            self._reply(reply, stub._stopping)
-        elif self.path.startswith(EDGE_PREFIX):
-            headers = {name.lower(): value for name, value in self.headers.items()}
-            reply, extra = stub._answer_edge(self.path, headers, raw)
-            if extra:
-                self._send_with(reply.status or 502, reply.body, extra)
-            else:
-                self._reply(reply, stub._stopping)
-        elif self.path.startswith("/_stub/"):
-            status, payload = _control(stub, self.path, raw)
-            self._send(status, _dump(payload))
-        else:
-            self._send(404, _dump({"error": "not found"}))
-
-    def _reply(self, reply: _Reply, stopping: threading.Event) -> None:
-        if reply.delay_s > 0 and stopping.wait(reply.delay_s):
-            self.close_connection = True
-            return
-        if reply.status is None:  # "timeout": the client gave up long ago
-            self.close_connection = True
-            return
-        self._send(reply.status, reply.body)
-
-    def _send_with(self, status: int, body: bytes, extra: dict[str, str]) -> None:
-        """`_send` with extra headers (the Edge Function relay's `x-relay-error`)."""
-        try:
-            self.send_response(status)
-            for name, value in extra.items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    def _read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _send(self, status: int, body: bytes) -> None:
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-
-def _control(stub: StubLlmProxy, path: str, raw: bytes) -> tuple[int, Any]:
-    try:
-        payload = json.loads(raw) if raw.strip() else {}
-        if not isinstance(payload, dict):
-            raise ValueError("the body must be a JSON object")
-        if path == "/_stub/queue":
-            answers = payload.get("answers", [])
-            if not isinstance(answers, list):
-                raise ValueError("answers must be a list")
-            if payload.get("kind") == "setup":
-                stub.queue_setup(str(payload["entity_id"]), *answers)
-            elif payload.get("kind") == "management":
-                stub.queue_management(str(payload["entity_id"]), *answers)
-            else:
-                raise ValueError("kind must be 'setup' or 'management'")
-            return 200, {"queued": len(answers)}
-        if path == "/_stub/fail":
-            status = payload.get("status", 500)
-            stub.fail(str(payload["entity_id"]), int(payload.get("times", 1)), status)
-            return 200, {"ok": True}
-        if path == "/_stub/config":
-            stub.configure(**payload)
-            return 200, {"ok": True}
-        if path == "/_stub/reset":
-            stub.reset()
-            return 200, {"ok": True}
-    except (KeyError, ValueError, TypeError) as e:
-        return 400, {"error": f"{type(e).__name__}: {e}"}
-    return 404, {"error": "not found"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,6 +26,7 @@ from functions.core.models import (
     TraceMetadata,
 )
 from functions.core.telemetry import SERVICE, LogEvent, MetricName
+from functions.core.vocabulary import JobStatus, SetupResult, StopReason
 from functions.services.jobs import (
     JobOutcome,
     WorkerConfig,
@@ -33,11 +34,11 @@ from functions.services.jobs import (
     count_llm_success,
     error_kind,
     failure_usage,
-    record_llm_failure,
+    record_failed_attempt,
     skipped_claim,
 )
 from functions.services.log_fields import error_fields, identity_fields, workflow_fields
-from functions.services.ports import LlmProxy, Metrics, Repository
+from functions.services.ports import JobStore, LlmProxy, Metrics
 
 log = logging.getLogger(f"{SERVICE}.setup")
 
@@ -84,7 +85,11 @@ def _answer(result: LlmResult, *, price: Decimal | None) -> SetupAnswer:
 
 
 # The SQL outcome of a setup answer that stops its workflow, and the stopped_reason it wrote.
-_STOPPED_REASON = {"expired": "max_reanalyses", "entered": "entered", "bad_setup": "bad_setup"}
+_STOPPED_REASON = {
+    SetupResult.EXPIRED: StopReason.MAX_REANALYSES,
+    SetupResult.ENTERED: StopReason.ENTERED,
+    SetupResult.BAD_SETUP: StopReason.BAD_SETUP,
+}
 
 
 def _fields(job: AnalysisJob, ctx: SetupContext, workflow_id: UUID | None = None) -> dict[str, Any]:
@@ -103,7 +108,7 @@ def _log_outcome(
     result: LlmResult,
     outcome: SetupOutcome,
     *,
-    repo: Repository,
+    repo: JobStore,
     metrics: Metrics,
 ) -> None:
     fields = _fields(job, ctx, outcome.workflow_id)
@@ -143,7 +148,7 @@ def _log_outcome(
 def process_setup_job(
     job: AnalysisJob,
     *,
-    repo: Repository,
+    repo: JobStore,
     llm: LlmProxy,
     metrics: Metrics,
     config: WorkerConfig,
@@ -168,7 +173,7 @@ def process_setup_job(
         answer = _answer(result, price=job.candle.close)
         outcome = repo.record_setup_analysis(job.workflow_id, job.candle, answer, result.latency_ms)
     except (LlmProxyError, DatabaseError) as exc:  # DatabaseUnavailable propagates: redelivery
-        return record_llm_failure(
+        return record_failed_attempt(
             job,
             exc,
             repo=repo,
@@ -177,19 +182,21 @@ def process_setup_job(
             usage=failure_usage(exc, result),
             fields=_fields(job, ctx),
         )
-    if outcome.outcome == "duplicate":
+    if outcome.outcome is SetupResult.DUPLICATE:
         # The claim should make this impossible: an alarm watches this metric.
         metrics.count(MetricName.DUPLICATE_CANDLES_PROCESSED)
-        return JobOutcome("skipped", "duplicate_record", job.workflow_id)
+        return JobOutcome(JobStatus.SKIPPED, "duplicate_record", job.workflow_id)
     count_llm_success(result, metrics)
     _log_outcome(job, ctx, answer, result, outcome, repo=repo, metrics=metrics)
-    return JobOutcome("done", outcome.outcome, job.workflow_id, result.latency_ms, answer.usage.total_tokens)
+    return JobOutcome(
+        JobStatus.DONE, outcome.outcome, job.workflow_id, result.latency_ms, answer.usage.total_tokens
+    )
 
 
 def _initial(
     job: AnalysisJob,
     *,
-    repo: Repository,
+    repo: JobStore,
     llm: LlmProxy,
     metrics: Metrics,
     config: WorkerConfig,
@@ -225,12 +232,12 @@ def _initial(
             extra={**_fields(job, ctx), "analysis_type": AnalysisType.INITIAL.value,
                    **error_fields(exc, error_kind(exc), consecutive)},
         )  # fmt: skip
-        return JobOutcome("failed", error_kind(exc))
-    if outcome.outcome == "duplicate":
+        return JobOutcome(JobStatus.FAILED, error_kind(exc))
+    if outcome.outcome is SetupResult.DUPLICATE:
         metrics.count(MetricName.DUPLICATE_CANDLES_PROCESSED)
-        return JobOutcome("skipped", "duplicate_record")
+        return JobOutcome(JobStatus.SKIPPED, "duplicate_record")
     count_llm_success(result, metrics)
     _log_outcome(job, ctx, answer, result, outcome, repo=repo, metrics=metrics)
     return JobOutcome(
-        "done", outcome.outcome, outcome.workflow_id, result.latency_ms, answer.usage.total_tokens
+        JobStatus.DONE, outcome.outcome, outcome.workflow_id, result.latency_ms, answer.usage.total_tokens
     )

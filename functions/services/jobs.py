@@ -25,8 +25,9 @@ from functions.core.errors import (
 from functions.core.guardrails import GuardrailConfig
 from functions.core.models import LlmResult
 from functions.core.telemetry import SERVICE, LogEvent, MetricName
+from functions.core.vocabulary import ClaimReason, ErrorKind, JobStatus, StopReason
 from functions.services.log_fields import error_fields, workflow_fields
-from functions.services.ports import Metrics, Repository
+from functions.services.ports import Metrics, Recorder
 
 log = logging.getLogger(f"{SERVICE}.worker")
 
@@ -47,31 +48,33 @@ class WorkerConfig:
 class JobOutcome:
     """What happened to one job; `detail` is the SQL outcome or the skip/failure reason."""
 
-    status: str  # done | skipped | failed
+    status: JobStatus
     detail: str
     workflow_id: UUID | None = None
     llm_latency_ms: int | None = None
     tokens: int = 0
 
 
-def error_kind(exc: LlmProxyError | DatabaseError) -> str:
+def error_kind(exc: LlmProxyError | DatabaseError) -> ErrorKind:
     if isinstance(exc, DatabaseError):
-        return "record_rejected"
+        return ErrorKind.RECORD_REJECTED
     if isinstance(exc, LlmProxyInvalidAnswer):
-        return "llm_invalid_answer"
+        return ErrorKind.LLM_INVALID_ANSWER
     if isinstance(exc, LlmProxyRejected):
-        return "llm_rejected"
-    return "llm_unavailable"
+        return ErrorKind.LLM_REJECTED
+    return ErrorKind.LLM_UNAVAILABLE
 
 
 # Failures a new function version can cause by itself (its answers do not fit, or the
 # database refuses what it asked for), unlike an llm-proxy outage: the canary watches these.
-_ANSWER_ERROR_KINDS = frozenset({"llm_invalid_answer", "llm_rejected", "record_rejected"})
+_ANSWER_ERROR_KINDS = frozenset(
+    {ErrorKind.LLM_INVALID_ANSWER, ErrorKind.LLM_REJECTED, ErrorKind.RECORD_REJECTED}
+)
 
-_SKIP_METRICS = {
-    "duplicate": MetricName.DUPLICATE_CLAIMS_SKIPPED,
-    "stale": MetricName.STALE_JOBS_SKIPPED,
-    "token_cap": MetricName.TOKEN_CAP_SKIPPED,
+_SKIP_METRICS: dict[str, MetricName] = {
+    ClaimReason.DUPLICATE: MetricName.DUPLICATE_CLAIMS_SKIPPED,
+    ClaimReason.STALE: MetricName.STALE_JOBS_SKIPPED,
+    ClaimReason.TOKEN_CAP: MetricName.TOKEN_CAP_SKIPPED,
 }
 
 
@@ -95,7 +98,7 @@ def failure_usage(exc: LlmProxyError | DatabaseError, result: LlmResult | None) 
     return usage_of(result) if result is not None else None
 
 
-def count_failure(kind: str, metrics: Metrics) -> None:
+def count_failure(kind: ErrorKind, metrics: Metrics) -> None:
     metrics.count(MetricName.ANALYSIS_ERRORS)
     if kind in _ANSWER_ERROR_KINDS:
         metrics.count(MetricName.ANSWER_ERRORS)
@@ -106,14 +109,14 @@ def skipped_claim(job: AnalysisJob, reason: str, metrics: Metrics) -> JobOutcome
     if reason in _SKIP_METRICS:
         metrics.count(_SKIP_METRICS[reason])
     log.info("Job skipped", extra={"workflow_id": str(job.workflow_id), "reason": reason})
-    return JobOutcome("skipped", reason, job.workflow_id)
+    return JobOutcome(JobStatus.SKIPPED, reason, job.workflow_id)
 
 
-def record_llm_failure(
+def record_failed_attempt(
     job: AnalysisJob,
     exc: LlmProxyError | DatabaseError,
     *,
-    repo: Repository,
+    repo: Recorder,
     metrics: Metrics,
     config: WorkerConfig,
     usage: CallUsage | None = None,
@@ -141,9 +144,13 @@ def record_llm_failure(
         metrics.count(MetricName.WORKFLOWS_STOPPED)
         log.warning(
             LogEvent.WORKFLOW_STOPPED,
-            extra={**who, "reason": "auto_disabled", "consecutive_errors": failure.consecutive_errors},
+            extra={
+                **who,
+                "reason": StopReason.AUTO_DISABLED,
+                "consecutive_errors": failure.consecutive_errors,
+            },
         )
-    return JobOutcome("failed", kind, job.workflow_id)
+    return JobOutcome(JobStatus.FAILED, kind, job.workflow_id)
 
 
 def count_llm_success(result: LlmResult, metrics: Metrics) -> None:

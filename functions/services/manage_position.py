@@ -21,16 +21,17 @@ from functions.core.models import (
     TraceMetadata,
 )
 from functions.core.telemetry import SERVICE, LogEvent, MetricName
+from functions.core.vocabulary import DecisionResult, JobStatus, StopReason
 from functions.services.jobs import (
     JobOutcome,
     WorkerConfig,
     count_llm_success,
     failure_usage,
-    record_llm_failure,
+    record_failed_attempt,
     skipped_claim,
 )
 from functions.services.log_fields import workflow_fields
-from functions.services.ports import LlmProxy, Metrics, Repository
+from functions.services.ports import JobStore, LlmProxy, Metrics
 
 log = logging.getLogger(f"{SERVICE}.positions")
 
@@ -56,7 +57,7 @@ def _request(job: AnalysisJob, ctx: PositionContext, config: WorkerConfig) -> Ma
 def process_position_job(
     job: AnalysisJob,
     *,
-    repo: Repository,
+    repo: JobStore,
     llm: LlmProxy,
     metrics: Metrics,
     config: WorkerConfig,
@@ -93,7 +94,7 @@ def process_position_job(
             )
             metrics.count(MetricName.PAPER_FILLS)
             log.info(
-                LogEvent.DECISION_APPLIED,
+                LogEvent.DECISION_RECORDED,
                 extra={
                     **fields,
                     "action": "close",
@@ -111,7 +112,7 @@ def process_position_job(
                     LogEvent.WORKFLOW_STOPPED,
                     extra={**fields, "reason": f"paper_{fill.reason}"},
                 )
-            return JobOutcome("done", f"paper_{fill.reason}", job.workflow_id)
+            return JobOutcome(JobStatus.DONE, f"paper_{fill.reason}", job.workflow_id)
 
     result: LlmResult | None = None
     try:
@@ -134,7 +135,7 @@ def process_position_job(
             latency_ms=result.latency_ms,
         )
     except (LlmProxyError, DatabaseError) as exc:  # DatabaseUnavailable propagates: redelivery
-        return record_llm_failure(
+        return record_failed_attempt(
             job,
             exc,
             repo=repo,
@@ -143,12 +144,12 @@ def process_position_job(
             usage=failure_usage(exc, result),
             fields=fields,
         )
-    if outcome.outcome == "duplicate":
+    if outcome.outcome is DecisionResult.DUPLICATE:
         metrics.count(MetricName.DUPLICATE_CANDLES_PROCESSED)
-        return JobOutcome("skipped", "duplicate_record", job.workflow_id)
+        return JobOutcome(JobStatus.SKIPPED, "duplicate_record", job.workflow_id)
     count_llm_success(result, metrics)
     metrics.count(MetricName.MANAGEMENT_DECISIONS)
-    if outcome.outcome == "rejected":
+    if outcome.outcome is DecisionResult.REJECTED:
         metrics.count(MetricName.GUARDRAIL_REJECTIONS)
     if outcome.shadow:  # recorded, the position untouched
         metrics.count(MetricName.SHADOW_ANALYSES)
@@ -165,7 +166,7 @@ def process_position_job(
         },
     )
     log.info(
-        LogEvent.DECISION_APPLIED,
+        LogEvent.DECISION_RECORDED,
         extra={
             **fields,
             "action": answer.action,
@@ -179,6 +180,6 @@ def process_position_job(
     )
     if outcome.workflow_stopped:
         metrics.count(MetricName.WORKFLOWS_STOPPED)
-        log.info(LogEvent.WORKFLOW_STOPPED, extra={**fields, "reason": "position_closed"})
+        log.info(LogEvent.WORKFLOW_STOPPED, extra={**fields, "reason": StopReason.POSITION_CLOSED})
     detail = outcome.outcome if outcome.reason is None else f"{outcome.outcome}:{outcome.reason}"
-    return JobOutcome("done", detail, job.workflow_id, result.latency_ms, answer.usage.total_tokens)
+    return JobOutcome(JobStatus.DONE, detail, job.workflow_id, result.latency_ms, answer.usage.total_tokens)

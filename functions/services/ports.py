@@ -76,33 +76,40 @@ class Metrics(Protocol):
     def timing_ms(self, name: MetricName, value: float) -> None: ...
 
 
-class Repository(Protocol):
-    """Postgres, through the SQL functions that hold the invariants.
+class Registrations(Protocol):
+    """Start and stop workflows (the webhooks, the reconciler): `register_*`/`stop_*` SQL
+    functions, each idempotent (a second call answers `already_*`)."""
 
-    Raises `DatabaseUnavailable` (transient: the message is redelivered) or
-    `DatabaseError`/`NotFound`; never a driver error.
-    """
-
-    # registration and stopping
     def register_setup_monitoring(self, analysis_id: UUID, max_reanalyses: int) -> Registration: ...
     def register_position_management(self, position_id: UUID) -> Registration: ...
     def stop_position_management(self, position_id: UUID, reason: str) -> Registration: ...
     def stop_workflow(self, workflow_id: UUID, reason: str) -> Registration: ...
     def initial_analysis_wanted(self, signal_id: UUID) -> tuple[bool, str]: ...
 
-    # claims
+
+class Claims(Protocol):
+    """Take a (workflow, candle) or a signal's initial analysis: compare-and-set in SQL, so
+    a second delivery finds it taken (`ClaimReason`)."""
+
     def claim_candle(
         self, workflow_id: UUID, candle_time: datetime, lease_s: int, stale_intervals: int | None = None
     ) -> ClaimResult: ...
     def claim_initial_analysis(self, signal_id: UUID, lease_s: int) -> ClaimResult: ...
 
-    # context for prompts
+
+class Contexts(Protocol):
+    """What a prompt needs, read as one snapshot."""
+
     def setup_context(
         self, *, workflow_id: UUID | None = None, signal_id: UUID | None = None
     ) -> SetupContext: ...
     def position_context(self, workflow_id: UUID) -> PositionContext: ...
 
-    # record + apply, one transaction each
+
+class Recorder(Protocol):
+    """Record an answer (or a failed attempt) and apply it, one transaction each; every
+    call that reported usage also writes its `llm_calls` ledger row."""
+
     def record_setup_analysis(
         self, workflow_id: UUID, candle: CandleClosed, answer: SetupAnswer, latency_ms: int
     ) -> SetupOutcome: ...
@@ -142,19 +149,62 @@ class Repository(Protocol):
         usage: CallUsage | None = None,
     ) -> None: ...
 
-    # fan-out and reconciliation
+
+class CandleWorkflows(Protocol):
+    """The fan-out's read: the active workflows of a candle's stream."""
+
     def workflows_for_candle(self, candle: CandleClosed) -> list[tuple[UUID, WorkflowType]]:
         """Active workflows of the candle's stream — its market, symbol and interval —
         that have not claimed it yet."""
         ...
 
+
+class Reconciliation(Protocol):
+    """The scheduled repair of what a lost webhook missed."""
+
     def reconcile(self, max_reanalyses: int) -> ReconcileOutcome: ...
     def signals_missing_initial_analysis(self) -> list[UUID]: ...
+
+
+class Ledger(Protocol):
     def rollout_admitted_share(self) -> float:
         """Share (0..1) of users the rollout gate admits now (the token projection's scale)."""
         ...
 
-    # admin reads
+
+class Identities(Protocol):
+    """What the brief's log lines name (read only when a workflow starts, stops or fails)."""
+
+    def workflow_identity(self, workflow_id: UUID) -> WorkflowIdentity: ...
+    def initial_failure_count(self, signal_id: UUID) -> int: ...
+
+
+class JobStore(Claims, Contexts, Recorder, Identities, Protocol):
+    """What one analysis job needs (setup or position): claim, read, record, name."""
+
+
+class RegistrationStore(Registrations, Identities, Protocol):
+    """What the webhooks' register/stop service needs."""
+
+
+class ReconcileStore(Reconciliation, Ledger, Identities, Protocol):
+    """What the scheduled reconciler needs."""
+
+
+class Repository(
+    Registrations, Claims, Contexts, Recorder, CandleWorkflows, Reconciliation, Ledger, Identities, Protocol
+):
+    """Every role the Postgres adapter serves, through the SQL functions that hold the
+    invariants: what a handler's container holds. Services ask for the role they use.
+
+    Raises `DatabaseUnavailable` (transient: the message is redelivered) or
+    `DatabaseError`/`NotFound`; never a driver error.
+    """
+
+
+class AdminReads(Protocol):
+    """What the admin API and `cmon workflows` show (read only; `NotFound` for an unknown id)."""
+
     def list_workflows(
         self,
         *,
@@ -164,10 +214,6 @@ class Repository(Protocol):
         limit: int = 100,
     ) -> list[dict[str, Any]]: ...
     def workflow_detail(self, workflow_id: UUID) -> dict[str, Any]: ...
-
-    # what the brief's log lines name (read only when a workflow starts, stops or fails)
-    def workflow_identity(self, workflow_id: UUID) -> WorkflowIdentity: ...
-    def initial_failure_count(self, signal_id: UUID) -> int: ...
 
 
 class OperatorStore(Protocol):

@@ -14,14 +14,14 @@ from functions.core.models import ReconcileOutcome
 from functions.core.operator import InitialAnalysisBy
 from functions.core.telemetry import SERVICE, LogEvent, MetricName
 from functions.services.log_fields import identity_fields
-from functions.services.ports import JobQueue, Metrics, Repository
+from functions.services.ports import JobQueue, Metrics, ReconcileStore
 
 log = logging.getLogger(f"{SERVICE}.reconciler")
 
 
 def reconcile(
     *,
-    repo: Repository,
+    repo: ReconcileStore,
     metrics: Metrics,
     max_reanalyses: int,
     queue: JobQueue | None = None,

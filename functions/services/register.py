@@ -16,7 +16,7 @@ from functions.core.operator import InitialAnalysisBy
 from functions.core.telemetry import SERVICE, LogEvent, MetricName
 from functions.core.webhooks import CommandKind, parse_payload, route
 from functions.services.log_fields import identity_fields
-from functions.services.ports import JobQueue, Metrics, Repository
+from functions.services.ports import JobQueue, Metrics, RegistrationStore
 
 log = logging.getLogger(f"{SERVICE}.register")
 
@@ -24,7 +24,7 @@ log = logging.getLogger(f"{SERVICE}.register")
 def handle_webhook(
     body: Any,
     *,
-    repo: Repository,
+    repo: RegistrationStore,
     queue: JobQueue | None,
     metrics: Metrics,
     max_reanalyses: int,

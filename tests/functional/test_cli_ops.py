@@ -49,7 +49,7 @@ def test_metrics_count_what_happened(db: Database, db_url: str, capsys: pytest.C
         "record_workflow_failure",
         workflow_id=wf,
         candle_time=at.replace(minute=31),
-        error_kind="x",
+        error_kind="llm_unavailable",
         message="boom",
         max_errors=5,
     )

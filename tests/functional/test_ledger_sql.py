@@ -179,7 +179,7 @@ def test_paper_fills_are_not_llm_calls(db: Database) -> None:
             action="hold",
             params={},
             verdict="reject" if source == "llm" else "apply",
-            rejection_reason="test" if source == "llm" else None,
+            rejection_reason="unknown_action" if source == "llm" else None,
             price=Decimal("50000"),
             expected_version=0,
             total_tokens=500,

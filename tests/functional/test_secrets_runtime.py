@@ -21,7 +21,7 @@ from functions.adapters.postgres import Database
 from functions.core.errors import TransientError
 from functions.handlers import api, wiring
 from functions.settings import Settings
-from tests.unit.fakes import FakeMetrics, FakeRepository
+from tests.unit.fakes import FakeAdminReads, FakeLlm, FakeMetrics, FakeRepository
 
 SECRET_NAME = "cmon/test"
 VALUES = {
@@ -110,7 +110,15 @@ def test_a_missing_secret_is_a_transient_error_naming_the_id_not_a_value(sm: Any
 
 def test_the_api_accepts_the_rotated_webhook_secret_without_a_restart(sm: Any, clock: Any) -> None:
     settings = deployed_settings()
-    wiring.use(wiring.Container(settings=settings, repo=FakeRepository(), metrics=_Metrics()))
+    wiring.use(
+        wiring.Container(
+            settings=settings,
+            repo=FakeRepository(),
+            metrics=_Metrics(),
+            llm=FakeLlm(),
+            reads=FakeAdminReads(),
+        )
+    )
     body: dict[str, Any] = {
         "type": "INSERT",
         "table": "traders",

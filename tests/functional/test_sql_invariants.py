@@ -165,7 +165,7 @@ def test_five_failures_disable_the_workflow_and_notify_its_user_once(db: Databas
             "record_workflow_failure",
             workflow_id=wf,
             candle_time=T0 + timedelta(minutes=i),
-            error_kind="llm_proxy_unavailable",
+            error_kind="llm_unavailable",
             message=f"HTTP 500 #{i}",
             max_errors=5,
         )
@@ -192,7 +192,7 @@ def test_a_success_resets_the_error_counter(db: Database) -> None:
             "record_workflow_failure",
             workflow_id=wf,
             candle_time=T0 + timedelta(minutes=i),
-            error_kind="x",
+            error_kind="llm_unavailable",
             message="boom",
             max_errors=5,
         )
@@ -202,7 +202,7 @@ def test_a_success_resets_the_error_counter(db: Database) -> None:
         "record_workflow_failure",
         workflow_id=wf,
         candle_time=T0 + timedelta(minutes=6),
-        error_kind="x",
+        error_kind="llm_unavailable",
         message="boom",
         max_errors=5,
     )
@@ -408,7 +408,7 @@ def _populate(db: Database) -> uuid.UUID:
             "record_workflow_failure",
             workflow_id=pwf["id"],
             candle_time=T0 + timedelta(minutes=i + 1),
-            error_kind="x",
+            error_kind="llm_unavailable",
             message="boom",
             max_errors=5,
         )

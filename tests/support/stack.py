@@ -17,16 +17,15 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from functions.adapters.aws import InMemoryMetrics, SqsJobQueue
+from functions.adapters.aws import InMemoryMetrics
 from functions.adapters.llm_proxy import HttpLlmProxy
-from functions.adapters.operator_db import PostgresOperatorStore
 from functions.adapters.postgres import Database
-from functions.adapters.repository import PostgresRepository
 from functions.core import intervals
 from functions.core.contracts import DETAIL_TYPE, EVENT_SOURCE, CandleClosed, CandleSource
 from functions.handlers import wiring
 from functions.local.aws_stack import LocalStack, clients, create_stack
 from functions.local.runner import TriggerRunner
+from functions.local.stack import use_local_container
 from functions.local.stub_llm import StubLlmProxy
 from functions.settings import Settings
 
@@ -138,17 +137,7 @@ def running_stack(db_url: str, **overrides: Any) -> Iterator[Stack]:
             **overrides,
         )
         client = HttpLlmProxy.from_settings(settings)
-        container = wiring.Container(
-            settings=settings,
-            repo=PostgresRepository(db),
-            metrics=metrics,
-            queue=SqsJobQueue(
-                sqs, setup_queue_url=aws.setup_queue_url, position_queue_url=aws.position_queue_url
-            ),
-            llm=client,
-            operator_store=PostgresOperatorStore(db),
-        )
-        wiring.use(container)
+        use_local_container(settings, db=db, sqs=sqs, aws=aws, llm=client, metrics=metrics)
         try:
             yield Stack(
                 db=db,

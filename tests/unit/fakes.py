@@ -1,9 +1,9 @@
 """In-memory fakes of the service ports (functions/services/ports.py), for unit tests.
 
 Each fake records every call it receives (`calls`), so a test can assert both what was
-done and what was *not* done (no LLM call, no repository write). Only what the unit
-tests use is implemented; the other port methods raise `NotImplementedError`, so a
-service that starts depending on one fails loudly instead of passing by accident.
+done and what was *not* done (no LLM call, no repository write). Each fake implements
+its role ports fully (no stubs that raise): a service that starts using another method
+of its role gets a configured answer, and the call shows in `calls`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from functions.core.contracts import AnalysisJob, CandleClosed, WorkflowType
-from functions.core.errors import CallUsage
+from functions.core.errors import CallUsage, NotFound
 from functions.core.guardrails import Verdict
 from functions.core.models import (
     AnalyzeSignalRequest,
@@ -47,7 +47,9 @@ class Call:
 
 @dataclass
 class FakeRepository:
-    """Answers what it was configured with and records every call."""
+    """Every role of the `Repository` port (registrations, claims, contexts, recording,
+    fan-out, reconciliation, ledger, identities), answering what it was configured with
+    and recording every call."""
 
     workflows: list[tuple[UUID, WorkflowType]] = field(default_factory=list)
     claim: ClaimResult = field(default_factory=lambda: ClaimResult(claimed=True, reason="claimed"))
@@ -62,6 +64,8 @@ class FakeRepository:
     registration: Registration = field(default_factory=lambda: Registration(action="registered"))
     initial_wanted: tuple[bool, str] = (True, "wanted")
     admitted_share: float = 1.0
+    reconciled: ReconcileOutcome = field(default_factory=ReconcileOutcome)
+    missing_initial: list[UUID] = field(default_factory=list)
     # Raised by every record + apply call (the database refusing what was asked).
     record_error: Exception | None = None
     calls: list[Call] = field(default_factory=list)
@@ -86,7 +90,8 @@ class FakeRepository:
         return self.registration
 
     def stop_workflow(self, workflow_id: UUID, reason: str) -> Registration:
-        raise NotImplementedError
+        self._record("stop_workflow", workflow_id, reason)
+        return self.registration
 
     def initial_analysis_wanted(self, signal_id: UUID) -> tuple[bool, str]:
         self._record("initial_analysis_wanted", signal_id)
@@ -190,28 +195,16 @@ class FakeRepository:
         return list(self.workflows)
 
     def reconcile(self, max_reanalyses: int) -> ReconcileOutcome:
-        raise NotImplementedError
+        self._record("reconcile", max_reanalyses)
+        return self.reconciled
 
     def signals_missing_initial_analysis(self) -> list[UUID]:
-        raise NotImplementedError
+        self._record("signals_missing_initial_analysis")
+        return list(self.missing_initial)
 
     def rollout_admitted_share(self) -> float:
         self._record("rollout_admitted_share")
         return self.admitted_share
-
-    # admin reads
-    def list_workflows(
-        self,
-        *,
-        active: bool | None = None,
-        workflow_type: str | None = None,
-        symbol: str | None = None,
-        limit: int = 100,
-    ) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
-    def workflow_detail(self, workflow_id: UUID) -> dict[str, Any]:
-        raise NotImplementedError
 
     # log fields
     def workflow_identity(self, workflow_id: UUID) -> WorkflowIdentity:
@@ -223,6 +216,35 @@ class FakeRepository:
 
     def initial_failure_count(self, signal_id: UUID) -> int:
         return len(self.called("record_initial_failure"))
+
+
+@dataclass
+class FakeAdminReads:
+    """The admin reads over a list of workflow rows (as `select *` returns them)."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def list_workflows(
+        self,
+        *,
+        active: bool | None = None,
+        workflow_type: str | None = None,
+        symbol: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in self.rows
+            if (active is None or r["is_active"] == active)
+            and (workflow_type is None or r["workflow_type"] == workflow_type)
+            and (symbol is None or r["symbol"] == symbol)
+        ][:limit]
+
+    def workflow_detail(self, workflow_id: UUID) -> dict[str, Any]:
+        for r in self.rows:
+            if r["id"] == str(workflow_id):
+                return r | {"analyses": [], "decisions": [], "errors": []}
+        raise NotFound(f"workflow {workflow_id} not found")
 
 
 @dataclass

@@ -13,6 +13,7 @@ from functions.core.contracts import AnalysisJob, JobKind, WorkflowType
 from functions.core.errors import CallUsage, DatabaseError, LlmProxyInvalidAnswer, LlmProxyUnavailable
 from functions.core.models import ClaimResult, Decision
 from functions.core.telemetry import MetricName
+from functions.core.vocabulary import JobStatus
 from functions.services.analyse_setup import process_setup_job
 from functions.services.jobs import JobOutcome, WorkerConfig
 from functions.services.manage_position import process_position_job
@@ -66,7 +67,7 @@ def test_an_answer_judged_invalid_is_recorded_with_its_usage_and_counts_as_an_an
     metrics = FakeMetrics()
     llm = FakeLlm(result=setup_result(Decision.ENTER_TRADE, plan=None))
     outcome = process_setup_job(job(), repo=repo, llm=llm, metrics=metrics, config=WorkerConfig())
-    assert outcome == JobOutcome("failed", "llm_invalid_answer", WF)
+    assert outcome == JobOutcome(JobStatus.FAILED, "llm_invalid_answer", WF)
     assert _failure(repo) == CallUsage(total_tokens=1100, latency_ms=420)
     assert metrics.counts[MetricName.ANSWER_ERRORS] == 1
     assert MetricName.ANSWERS_RECORDED not in metrics.counts
@@ -77,7 +78,7 @@ def test_an_answer_the_database_refused_is_recorded_with_its_usage() -> None:
     metrics = FakeMetrics()
     llm = FakeLlm(result=setup_result(Decision.WAIT))
     outcome = process_setup_job(job(), repo=repo, llm=llm, metrics=metrics, config=WorkerConfig())
-    assert outcome == JobOutcome("failed", "record_rejected", WF)
+    assert outcome == JobOutcome(JobStatus.FAILED, "record_rejected", WF)
     assert _failure(repo) == CallUsage(total_tokens=1100, latency_ms=420)
     assert metrics.counts[MetricName.ANSWER_ERRORS] == 1
 
@@ -133,7 +134,7 @@ def test_claim_refusals_skip_without_the_llm_or_a_failure(
     outcome = process(
         job(kind), repo=repo, llm=llm, metrics=metrics, config=WorkerConfig(stale_candle_intervals=3)
     )
-    assert outcome == JobOutcome("skipped", reason, WF)
+    assert outcome == JobOutcome(JobStatus.SKIPPED, reason, WF)
     assert llm.calls == []
     assert [c.name for c in repo.calls] == ["claim_candle"]
     assert repo.calls[0].kwargs["stale_intervals"] == 3  # the setting reaches the claim

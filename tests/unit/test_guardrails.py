@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from functions.core.backtest import realized_pnl
 from functions.core.guardrails import (
     GuardrailConfig,
     PaperFill,
@@ -21,9 +22,9 @@ from functions.core.guardrails import (
     check_action,
     paper_fill,
     parse_price,
-    realized_pnl,
 )
 from functions.core.models import Action, PositionSnapshot, Side
+from functions.core.vocabulary import RejectionReason
 
 POSITION_ID = UUID("00000000-0000-4000-8000-000000000001")
 LOOSE = GuardrailConfig(allow_sl_loosening=True)
@@ -85,7 +86,7 @@ param_forms = st.sampled_from(["str", "float", "decimal"])
 
 def test_long_stop_loss_moved_down_is_rejected() -> None:
     verdict = check_action("adjust_sl", {"stop_loss": "95"}, pos(sl="97"), Decimal("105"))
-    assert verdict == Verdict(action="adjust_sl", apply=False, reason="stop_loss_loosened")
+    assert verdict == Verdict(action="adjust_sl", apply=False, reason=RejectionReason.STOP_LOSS_LOOSENED)
 
 
 def test_short_stop_loss_moved_up_is_rejected() -> None:
@@ -143,7 +144,7 @@ def test_take_profit_beyond_the_price_is_applied() -> None:
 def test_reduce_with_a_fraction_outside_0_1_is_rejected(fraction: Any) -> None:
     verdict = check_action("reduce", {"fraction": fraction}, pos(), Decimal("100"))
     assert not verdict.apply
-    assert verdict.reason == "invalid_reduce_fraction"
+    assert verdict.reason == "reduce_fraction_out_of_range"
     assert verdict.fraction is None
 
 
@@ -244,7 +245,7 @@ def test_reduce_applies_only_for_fractions_strictly_between_0_and_1(
         assert verdict.fraction == fraction
         assert position.contracts - position.contracts * fraction > 0
     else:
-        assert verdict.reason == "invalid_reduce_fraction"
+        assert verdict.reason == "reduce_fraction_out_of_range"
 
 
 @settings(max_examples=50, deadline=None)
@@ -315,6 +316,11 @@ def _value_id(value: Any) -> str:
 
 
 PARAM_OF = {"adjust_sl": "stop_loss", "adjust_tp": "take_profit", "reduce": "fraction"}
+UNPARSABLE_REASON = {
+    "adjust_sl": "invalid_stop_loss",
+    "adjust_tp": "invalid_take_profit",
+    "reduce": "reduce_fraction_out_of_range",
+}
 
 
 @pytest.mark.parametrize("action", sorted(PARAM_OF))
@@ -322,7 +328,7 @@ PARAM_OF = {"adjust_sl": "stop_loss", "adjust_tp": "take_profit", "reduce": "fra
 def test_a_non_positive_or_non_numeric_param_is_rejected_with_a_reason(action: str, value: Any) -> None:
     verdict = check_action(action, {PARAM_OF[action]: value}, pos(sl="90", tp="120"), Decimal("100"), LOOSE)
     assert not verdict.apply
-    assert verdict.reason in {"invalid_stop_loss", "invalid_take_profit", "invalid_reduce_fraction"}
+    assert verdict.reason in {"invalid_stop_loss", "invalid_take_profit", "reduce_fraction_out_of_range"}
     assert verdict.stop_loss is None and verdict.take_profit is None and verdict.fraction is None
 
 
@@ -330,7 +336,7 @@ def test_a_non_positive_or_non_numeric_param_is_rejected_with_a_reason(action: s
 def test_a_missing_param_is_rejected(action: str) -> None:
     verdict = check_action(action, {"something_else": "100"}, pos(), Decimal("100"))
     assert not verdict.apply
-    assert verdict.reason is not None and verdict.reason.startswith("invalid_")
+    assert verdict.reason == UNPARSABLE_REASON[action]
 
 
 json_scalars = (
@@ -360,7 +366,7 @@ def test_check_action_never_raises_for_any_param_value(
     assert verdict.apply or verdict.reason
     if parse_price(value) is None:
         assert not verdict.apply
-        assert verdict.reason is not None and verdict.reason.startswith("invalid_")
+        assert verdict.reason == UNPARSABLE_REASON[action]
 
 
 @settings(max_examples=100, deadline=None)
@@ -376,7 +382,7 @@ def test_an_unknown_action_is_rejected_as_unknown_action(
     action: str, params: dict[str, Any], position: PositionSnapshot
 ) -> None:
     verdict = check_action(action, params, position, Decimal("100"))
-    assert verdict == Verdict(action=action, apply=False, reason="unknown_action")
+    assert verdict == Verdict(action=action, apply=False, reason=RejectionReason.UNKNOWN_ACTION)
 
 
 # --- parse_price ------------------------------------------------------------------------
@@ -528,7 +534,7 @@ def test_parse_price_refuses_implausible_or_non_ascii_numbers(value: str) -> Non
         ("adjust_sl", {"stop_loss": "abc"}, pos(), "invalid_stop_loss"),
         ("adjust_tp", {"take_profit": None}, pos(), "invalid_take_profit"),
         ("adjust_tp", {"take_profit": "90"}, pos(), "take_profit_on_wrong_side_of_price"),
-        ("reduce", {"fraction": "2"}, pos(), "invalid_reduce_fraction"),
+        ("reduce", {"fraction": "2"}, pos(), "reduce_fraction_out_of_range"),
     ],
 )
 def test_a_rejection_keeps_the_action_it_rejects(

@@ -18,7 +18,8 @@ from functions.core.backtest import Action, Bar, SimResult, simulate
 from functions.core.contracts import CandleClosed, Market
 from functions.core.errors import InvalidInput
 from functions.core.models import Side
-from functions.local.replay import compare, load_scenario, parse_candles
+from functions.local.replay_input import load_scenario, parse_candles
+from functions.local.replay_summary import compare
 
 EVENTS = Path(__file__).resolve().parents[1] / "events" / "binance"
 

@@ -24,6 +24,7 @@ from functions.core.models import (
     ManagementAnswer,
     PositionContext,
     PositionSnapshot,
+    ReconcileOutcome,
     Registration,
     SetupAnswer,
     SetupContext,
@@ -33,6 +34,7 @@ from functions.core.models import (
     Usage,
 )
 from functions.core.telemetry import MetricName
+from functions.core.vocabulary import JobStatus, RejectionReason
 from functions.services.analyse_setup import process_setup_job
 from functions.services.fan_out import fan_out, is_stale
 from functions.services.jobs import JobOutcome, WorkerConfig
@@ -200,7 +202,7 @@ def test_setup_job_records_a_failure_when_the_llm_is_unavailable() -> None:
         j, repo=repo, llm=llm, metrics=metrics, config=WorkerConfig(max_consecutive_errors=5)
     )
 
-    assert outcome == JobOutcome("failed", "llm_unavailable", WF)
+    assert outcome == JobOutcome(JobStatus.FAILED, "llm_unavailable", WF)
     assert repo.called("record_setup_analysis") == []
     [failure] = repo.called("record_workflow_failure")
     assert failure.args == (WF, c.close_time, "llm_unavailable", "timed out after 3 attempts", 5)
@@ -216,7 +218,7 @@ def test_setup_job_failure_that_disables_the_workflow_is_counted() -> None:
     outcome = process_setup_job(
         job(), repo=repo, llm=FakeLlm(error=LlmProxyRejected("400")), metrics=metrics, config=WorkerConfig()
     )
-    assert outcome == JobOutcome("failed", "llm_rejected", WF)
+    assert outcome == JobOutcome(JobStatus.FAILED, "llm_rejected", WF)
     assert metrics.counts[MetricName.WORKFLOWS_AUTO_DISABLED] == 1
 
 
@@ -227,7 +229,7 @@ def test_enter_trade_without_a_trade_plan_is_an_invalid_answer() -> None:
 
     outcome = process_setup_job(job(), repo=repo, llm=llm, metrics=metrics, config=WorkerConfig())
 
-    assert outcome == JobOutcome("failed", "llm_invalid_answer", WF)
+    assert outcome == JobOutcome(JobStatus.FAILED, "llm_invalid_answer", WF)
     assert repo.called("record_setup_analysis") == []
     [failure] = repo.called("record_workflow_failure")
     assert failure.args[2] == "llm_invalid_answer"
@@ -241,7 +243,7 @@ def test_setup_job_skips_when_the_claim_is_refused_without_calling_the_llm() -> 
 
     outcome = process_setup_job(job(), repo=repo, llm=llm, metrics=metrics, config=WorkerConfig())
 
-    assert outcome == JobOutcome("skipped", "duplicate", WF)
+    assert outcome == JobOutcome(JobStatus.SKIPPED, "duplicate", WF)
     assert llm.calls == []
     assert [c.name for c in repo.calls] == ["claim_candle"]
     assert metrics.counts[MetricName.DUPLICATE_CLAIMS_SKIPPED] == 1
@@ -258,7 +260,7 @@ def test_setup_job_records_the_analysis_once() -> None:
         j, repo=repo, llm=llm, metrics=metrics, config=WorkerConfig(claim_lease_s=120)
     )
 
-    assert outcome == JobOutcome("done", "continued", WF, 420, 1100)
+    assert outcome == JobOutcome(JobStatus.DONE, "continued", WF, 420, 1100)
     assert [c.name for c in repo.calls] == ["claim_candle", "setup_context", "record_setup_analysis"]
     assert repo.calls[0].args == (WF, c.close_time, 120)
     recorded = repo.called("record_setup_analysis")[0]
@@ -276,7 +278,7 @@ def test_initial_analysis_failure_is_recorded_against_the_signal() -> None:
 
     outcome = process_setup_job(j, repo=repo, llm=llm, metrics=FakeMetrics(), config=WorkerConfig())
 
-    assert outcome == JobOutcome("failed", "llm_unavailable")
+    assert outcome == JobOutcome(JobStatus.FAILED, "llm_unavailable")
     # A transient failure releases the claim (True), so the reconciler queues it again.
     assert [c.args for c in repo.called("record_initial_failure")] == [
         (SIGNAL, "llm_unavailable", "down", True)
@@ -302,7 +304,7 @@ def test_paper_execution_closes_on_a_crossed_stop_without_asking_the_llm() -> No
         j, repo=repo, llm=llm, metrics=metrics, config=WorkerConfig(paper_execution=True)
     )
 
-    assert outcome == JobOutcome("done", "paper_stop_loss", WF)
+    assert outcome == JobOutcome(JobStatus.DONE, "paper_stop_loss", WF)
     assert llm.calls == []
     [decision] = repo.called("record_management_decision")
     assert decision.args[0] == WF and decision.args[1] == c
@@ -352,8 +354,8 @@ def test_a_crossed_stop_is_not_filled_without_paper_execution() -> None:
         ("adjust_sl", {"stop_loss": "63900"}, "stop_loss_loosened"),  # long SL 64000 moved down
         ("adjust_sl", {"stop_loss": "64300"}, "stop_loss_on_wrong_side_of_price"),  # above close 64231.50
         ("adjust_tp", {"take_profit": "64000"}, "take_profit_on_wrong_side_of_price"),
-        ("reduce", {"fraction": 1.5}, "invalid_reduce_fraction"),
-        ("reduce", {"fraction": "abc"}, "invalid_reduce_fraction"),
+        ("reduce", {"fraction": 1.5}, "reduce_fraction_out_of_range"),
+        ("reduce", {"fraction": "abc"}, "reduce_fraction_out_of_range"),
         ("sell_everything", {}, "unknown_action"),
     ],
 )
@@ -372,13 +374,13 @@ def test_guardrail_rejections_reach_the_repository_as_rejected_verdicts(
 
     [decision] = repo.called("record_management_decision")
     verdict = decision.args[3]
-    assert verdict == Verdict(action=action, apply=False, reason=reason)
+    assert verdict == Verdict(action=action, apply=False, reason=RejectionReason(reason))
     assert decision.args[2] == ctx.position
     assert decision.kwargs["params"] == params
     assert llm.result is not None and decision.kwargs["answer"] == llm.result.answer
     assert decision.kwargs["source"] == "llm"
     assert decision.kwargs["latency_ms"] == 310
-    assert outcome == JobOutcome("done", f"rejected:{reason}", WF, 310, 900)
+    assert outcome == JobOutcome(JobStatus.DONE, f"rejected:{reason}", WF, 310, 900)
     assert metrics.counts[MetricName.GUARDRAIL_REJECTIONS] == 1
 
 
@@ -403,7 +405,7 @@ def test_position_job_records_a_failure_when_the_llm_answers_a_setup_decision() 
         metrics=FakeMetrics(),
         config=WorkerConfig(),
     )
-    assert outcome == JobOutcome("failed", "llm_invalid_answer", WF)
+    assert outcome == JobOutcome(JobStatus.FAILED, "llm_invalid_answer", WF)
     assert repo.called("record_management_decision") == []
 
 
@@ -419,7 +421,7 @@ def test_position_job_skips_a_refused_claim() -> None:
         metrics=FakeMetrics(),
         config=WorkerConfig(),
     )
-    assert outcome == JobOutcome("skipped", "older_candle", WF)
+    assert outcome == JobOutcome(JobStatus.SKIPPED, "older_candle", WF)
     assert llm.calls == []
     assert [c.name for c in repo.calls] == ["claim_candle"]
 
@@ -535,7 +537,7 @@ def test_an_enter_trade_plan_that_does_not_bracket_the_close_is_a_recorded_failu
         metrics=FakeMetrics(),
         config=WorkerConfig(),
     )
-    assert outcome == JobOutcome("failed", "llm_invalid_answer", WF)
+    assert outcome == JobOutcome(JobStatus.FAILED, "llm_invalid_answer", WF)
     assert repo.called("record_setup_analysis") == []
     [failure] = repo.called("record_workflow_failure")
     assert "does not bracket its entry 64231.50" in failure.args[3]
@@ -553,7 +555,7 @@ def test_a_database_refusal_of_the_record_counts_as_a_failure_not_a_redelivery()
         metrics=metrics,
         config=WorkerConfig(),
     )
-    assert outcome == JobOutcome("failed", "record_rejected", WF)
+    assert outcome == JobOutcome(JobStatus.FAILED, "record_rejected", WF)
     [failure] = repo.called("record_workflow_failure")
     assert failure.args[2] == "record_rejected"
     assert metrics.counts[MetricName.ANALYSIS_ERRORS] == 1
@@ -572,3 +574,18 @@ def test_a_database_outage_during_the_record_still_raises_for_redelivery() -> No
             config=WorkerConfig(),
         )
     assert repo.called("record_workflow_failure") == []
+
+
+def test_the_reconciler_queues_the_initial_analyses_lost_webhooks_missed() -> None:
+    from functions.services.reconcile import reconcile
+
+    lost = [UUID(int=7), UUID(int=8)]
+    repo = FakeRepository(reconciled=ReconcileOutcome(registered_setup=[UUID(int=1)]), missing_initial=lost)
+    queue, metrics = FakeQueue(), FakeMetrics()
+
+    outcome = reconcile(repo=repo, metrics=metrics, max_reanalyses=3, queue=queue)
+
+    assert [c.args for c in repo.called("reconcile")] == [(3,)]
+    assert [(j.kind, j.signal_id) for j in queue.jobs] == [(JobKind.INITIAL_ANALYSIS, s) for s in lost]
+    assert outcome.initial_queued == lost
+    assert metrics.counts[MetricName.RECONCILER_FIXES] == 3
