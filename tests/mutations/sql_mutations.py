@@ -39,6 +39,7 @@ PROMISES = "tests/e2e/test_promises.py::test_"
 SETUP_E2E = "tests/e2e/test_setup_monitoring.py::test_"
 POSITION_E2E = "tests/e2e/test_position_management.py::test_"
 CONCURRENCY = "tests/e2e/test_concurrency.py::test_"
+SHADOW = "tests/functional/test_shadow_sql.py::test_"
 
 
 @dataclass(frozen=True)
@@ -227,6 +228,26 @@ MUTATIONS: tuple[Mutation, ...] = (
     M("gate: the tiers filter", "rollout_admits",
       "coalesce(p_tier = any (p_settings.tiers), false)", "true",
       (G + "the_gate_keeps_other_tiers_and_denied_users_out",)),
+    # the shadow cohort: recorded, never applied
+    M("shadow: an enter_trade opens no position", "record_setup_analysis",
+      "if v_wf.shadow then v_opened := '{}';", "if false then v_opened := '{}';",
+      (SHADOW + "a_shadow_setup_decision_changes_no_signal_and_opens_no_position",)),
+    M("shadow: a bad_setup leaves the signal as it is", "record_setup_analysis",
+      "and not v_wf.shadow; v_result := jsonb_build_object('outcome', 'bad_setup'",
+      "; v_result := jsonb_build_object('outcome', 'bad_setup'",
+      (SHADOW + "a_shadow_setup_decision_changes_no_signal_and_opens_no_position",)),
+    M("shadow: a management decision leaves the position untouched", "record_management_decision",
+      "if v_wf.shadow then -- Recorded, not applied", "if false then -- Recorded, not applied",
+      (SHADOW + "a_shadow_management_decision_leaves_the_position_row_byte_identical",)),
+    M("shadow cohort: the buckets after the live ones", "rollout_shadow_admits",
+      "< p_settings.percent + p_settings.shadow_percent", "< p_settings.shadow_percent",
+      (SHADOW + "the_shadow_share_is_its_percent_disjoint_from_live_and_raising_live_drops_no_one",)),
+    M("shadow cohort: never a live user", "rollout_shadow_admits",
+      "and not public.rollout_admits(p_settings, p_user_id, p_tier)", "",
+      (SHADOW + "the_shadow_share_is_its_percent_disjoint_from_live_and_raising_live_drops_no_one",)),
+    M("shadow: registration marks the workflow", "_workflow_shadow_at_registration",
+      "new.shadow := new.shadow or coalesce(", "new.shadow := new.shadow and coalesce(",
+      (SHADOW + "a_shadow_users_registration_is_monitored_marked_and_leaves_the_signal_new",)),
     M("gate: a percentage, not on/off", "rollout_admits",
       "public.rollout_bucket(p_user_id) < p_settings.percent", "p_settings.percent > 0",
       (G + "the_gate_admits_a_percentage_of_users_by_their_stable_bucket",)),
