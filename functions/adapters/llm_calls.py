@@ -176,56 +176,51 @@ class LlmProxyBase(ABC):
         deadline: float | None,
     ) -> LlmResult:
         with span("llm-proxy", path=operation, workflow_id=_text_or_none(metadata.workflow_id)):
-            return self._call_in_span(operation, body, metadata, answer_type, idempotency_key, deadline)
-
-    def _call_in_span(
-        self,
-        operation: str,
-        body: dict[str, Any],
-        metadata: TraceMetadata,
-        answer_type: type[_AnswerT],
-        idempotency_key: str,
-        deadline: float | None,
-    ) -> LlmResult:
-        headers = {"Idempotency-Key": idempotency_key, **trace_headers(metadata), **self._request_headers()}
-        # Our X-Ray trace, passed on: llm-proxy records it beside its Braintrust trace.
-        xray = trace_header()
-        if xray:
-            headers["X-Amzn-Trace-Id"] = xray
-        attempt = 0
-        while True:
-            attempt += 1
-            timeout_s = self._attempt_timeout(operation, attempt, deadline)
-            started = self._clock()
-            try:
-                content = self._send(operation, body, headers, timeout_s)
-                latency_ms = max(0, round((self._clock() - started) * 1000))
-                answer = self._parse(operation, content, answer_type, latency_ms)
-                return LlmResult(answer=answer, latency_ms=latency_ms, attempts=attempt)
-            except (RetryableStatus, *RETRYABLE_TRANSPORT) as e:
-                reason = self._describe(e)
-                if attempt >= self._max_attempts:
+            headers = {
+                "Idempotency-Key": idempotency_key,
+                **trace_headers(metadata),
+                **self._request_headers(),
+            }
+            # Our X-Ray trace, passed on: llm-proxy records it beside its Braintrust trace.
+            xray = trace_header()
+            if xray:
+                headers["X-Amzn-Trace-Id"] = xray
+            attempt = 0
+            while True:
+                attempt += 1
+                timeout_s = self._attempt_timeout(operation, attempt, deadline)
+                started = self._clock()
+                try:
+                    content = self._send(operation, body, headers, timeout_s)
+                    latency_ms = max(0, round((self._clock() - started) * 1000))
+                    answer = self._parse(operation, content, answer_type, latency_ms)
+                    return LlmResult(answer=answer, latency_ms=latency_ms, attempts=attempt)
+                except (RetryableStatus, *RETRYABLE_TRANSPORT) as e:
+                    reason = self._describe(e)
+                    if attempt >= self._max_attempts:
+                        raise LlmProxyUnavailable(
+                            self._redact(f"llm-proxy {operation}: {reason} after {attempt} attempt(s)")
+                        ) from e
+                    retry_after = e.retry_after_s if isinstance(e, RetryableStatus) else None
+                    delay = self._backoff(attempt, retry_after)
+                    if deadline is not None and self._clock() + delay + self._min_attempt_s > deadline:
+                        raise LlmProxyUnavailable(
+                            self._redact(
+                                f"llm-proxy {operation}: {reason} after {attempt} attempt(s); "
+                                "no time left before the deadline to retry"
+                            )
+                        ) from e
+                    logger.warning(
+                        "llm-proxy %s attempt %d/%d failed (%s); retrying in %.2fs",
+                        operation, attempt, self._max_attempts, self._redact(reason), delay,
+                    )  # fmt: skip
+                    self._sleep(delay)
+                except (httpx.HTTPError, httpx.InvalidURL) as e:
+                    # Not worth retrying here (bad URL scheme, TLS misconfiguration...), but
+                    # transient from the workflow's view: fixing the config makes it succeed.
                     raise LlmProxyUnavailable(
-                        self._redact(f"llm-proxy {operation}: {reason} after {attempt} attempt(s)")
+                        self._redact(f"llm-proxy {operation}: {self._describe(e)}")
                     ) from e
-                retry_after = e.retry_after_s if isinstance(e, RetryableStatus) else None
-                delay = self._backoff(attempt, retry_after)
-                if deadline is not None and self._clock() + delay + self._min_attempt_s > deadline:
-                    raise LlmProxyUnavailable(
-                        self._redact(
-                            f"llm-proxy {operation}: {reason} after {attempt} attempt(s); "
-                            "no time left before the deadline to retry"
-                        )
-                    ) from e
-                logger.warning(
-                    "llm-proxy %s attempt %d/%d failed (%s); retrying in %.2fs",
-                    operation, attempt, self._max_attempts, self._redact(reason), delay,
-                )  # fmt: skip
-                self._sleep(delay)
-            except (httpx.HTTPError, httpx.InvalidURL) as e:
-                # Not worth retrying here (bad URL scheme, TLS misconfiguration...), but
-                # transient from the workflow's view: fixing the config makes it succeed.
-                raise LlmProxyUnavailable(self._redact(f"llm-proxy {operation}: {self._describe(e)}")) from e
 
     def _attempt_timeout(self, operation: str, attempt: int, deadline: float | None) -> float:
         """The timeout for the next attempt, never reaching past the deadline."""
