@@ -1,7 +1,10 @@
 """Postgres connection for Lambda containers and local runs (psycopg 3).
 
 One connection per container, opened on first use and reused across invocations;
-a broken connection is dropped and reopened on the next call. `prepare_threshold=None`
+a broken connection is dropped and reopened on the next call. The connection is in
+autocommit mode: a single statement (every `call` of a SQL function, which is atomic
+on its own) is one round trip, where BEGIN / statement / COMMIT would be three;
+`transaction()` still wraps several statements in one explicit transaction. `prepare_threshold=None`
 because Supabase's transaction pooler (Supavisor, port 6543) cannot keep server-side
 prepared statements across transactions. psycopg's errors never leave this module:
 connection trouble becomes `DatabaseUnavailable` (retry later), a rejected statement
@@ -79,7 +82,7 @@ class Database:
                 prepare_threshold=None,
                 connect_timeout=self._connect_timeout_s,
                 application_name=self._application_name,
-                autocommit=False,
+                autocommit=True,
             )
         except psycopg.Error as exc:
             self._conn = None
@@ -114,17 +117,34 @@ class Database:
             raise ValueError(f"not a function name: {function!r}")
         args = ", ".join(f"p_{name} => %({name})s" for name in params)
         values = {k: Jsonb(v) if isinstance(v, Mapping | list) else v for k, v in params.items()}
-        with self.transaction() as conn:
-            row = conn.execute(f"select public.{function}({args}) as result", values).fetchone()
+        row = self._one_statement(f"select public.{function}({args}) as result", values, all_rows=False)
         return None if row is None else row["result"]
 
     def fetch_all(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
-        with self.transaction() as conn:
-            return conn.execute(sql, params or {}).fetchall()
+        rows: list[Row] = self._one_statement(sql, params or {}, all_rows=True)
+        return rows
 
     def fetch_one(self, sql: str, params: Mapping[str, Any] | None = None) -> Row | None:
-        with self.transaction() as conn:
-            return conn.execute(sql, params or {}).fetchone()
+        row: Row | None = self._one_statement(sql, params or {}, all_rows=False)
+        return row
+
+    def _one_statement(self, sql: str, params: Mapping[str, Any], *, all_rows: bool) -> Any:
+        """One statement, one round trip: on the autocommit connection it is its own
+        transaction. With a clock, `cmon.now` must be set in the same transaction first,
+        so it takes the explicit `transaction()` path."""
+        if self._clock is not None:
+            with self.transaction() as conn:
+                cursor = conn.execute(sql, params)
+                return cursor.fetchall() if all_rows else cursor.fetchone()
+        with self._lock:
+            conn = self._connection()
+            try:
+                cursor = conn.execute(sql, params)
+                return cursor.fetchall() if all_rows else cursor.fetchone()
+            except psycopg.Error as exc:
+                if conn.broken:
+                    self._conn = None
+                raise _translate(exc) from exc
 
     def close(self) -> None:
         with self._lock:

@@ -11,7 +11,7 @@ on them in parallel and group their commits.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,9 +23,9 @@ from functions.adapters.postgres import Database, Row
 class PerThreadDatabase(Database):
     """A `Database` whose every thread has its own lazily opened `Database`.
 
-    Only `transaction` and `close` are overridden: every other method goes through
-    `transaction`, so the behaviour (errors translated, reconnect after a break) is the
-    production class's own."""
+    Only `transaction`, `_one_statement` and `close` are overridden: every other method
+    goes through them, so the behaviour (errors translated, reconnect after a break) is
+    the production class's own."""
 
     def __init__(self, url: str, **kwargs: Any) -> None:
         super().__init__(url, **kwargs)
@@ -54,6 +54,9 @@ class PerThreadDatabase(Database):
     def transaction(self) -> Iterator[psycopg.Connection[Row]]:
         with self._mine().transaction() as conn:
             yield conn
+
+    def _one_statement(self, sql: str, params: Mapping[str, Any], *, all_rows: bool) -> Any:
+        return self._mine()._one_statement(sql, params, all_rows=all_rows)
 
     def close(self) -> None:
         with self._members_lock:
