@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from mangum import Mangum
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from functions.adapters.tracing import service_tracer
 from functions.core.errors import CmonError, InvalidInput, NotFound, TransientError, Unauthorized
@@ -242,17 +243,28 @@ def create_app() -> FastAPI:
     app.include_router(webhooks)
     app.include_router(workflows)
     install_error_handlers(app)
-
-    @app.middleware("http")
-    async def flush_metrics(request: Request, call_next: Any) -> Any:
-        try:
-            return await call_next(request)
-        finally:
-            deps = wiring.current()
-            if deps is not None:
-                deps.metrics.flush()
-
+    app.add_middleware(_FlushMetrics)
     return app
+
+
+class _FlushMetrics:
+    """Flush the request's metrics (EMF lines in Lambda) once it is answered.
+
+    Plain ASGI rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware runs
+    every request through an extra task and memory streams, a measurable share of a
+    webhook's CPU when pg_net sends 200 at once."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            if scope["type"] == "http":
+                deps = wiring.current()
+                if deps is not None:
+                    deps.metrics.flush()
 
 
 class _LambdaHandler(Mangum):

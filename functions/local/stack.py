@@ -115,6 +115,7 @@ class Services:
     database_url: str
     embedded: bool
     moto_endpoint: str
+    moto_pid: int | None
     llm_proxy_url: str
     stub: StubLlmProxy | None
     aws: LocalStack
@@ -225,18 +226,10 @@ def local_services(
         if database_url is None:
             wait_for_db = stack.enter_context(_embedded_postgres(progress))
 
-        from moto.server import ThreadedMotoServer
-
         from functions.local.aws_stack import clients, create_stack, local_aws_env
+        from functions.local.moto_process import moto_process
 
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        moto.start()
-        stack.callback(moto.stop)
-        host, port = moto.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        stack.enter_context(_environment(local_aws_env(endpoint)))
-        progress(f"moto (EventBridge, SQS) on {endpoint}")
+        moto = stack.enter_context(moto_process())  # starts while the handlers import
 
         stub: StubLlmProxy | None = None
         if (edge and supabase_url is None) or (not edge and llm_proxy_url is None):
@@ -259,6 +252,10 @@ def local_services(
         from functions.settings import Settings
 
         del api, fanout, position_management, reconciler, setup_analysis  # imported for their cost only
+
+        endpoint = moto.endpoint()
+        stack.enter_context(_environment(local_aws_env(endpoint)))
+        progress(f"moto (EventBridge, SQS) on {endpoint}, in its own process")
 
         sqs, events = clients()
         aws = create_stack(sqs, events)
@@ -306,8 +303,12 @@ def local_services(
             config, db=db, sqs=sqs, aws=aws, llm=llm, metrics=metrics, clock=clock
         )
         stack.callback(wiring.use, None)
+        from functions.local.job_batcher import CoalescingJobQueue
+
+        if isinstance(container.queue, CoalescingJobQueue):
+            stack.callback(container.queue.close)
         yield Services(
-            database_url=database_url, embedded=embedded, moto_endpoint=endpoint,
+            database_url=database_url, embedded=embedded, moto_endpoint=endpoint, moto_pid=moto.pid,
             llm_proxy_url=endpoint_shown, stub=stub, aws=aws, sqs=sqs, events=events,
             settings=config, metrics=metrics, llm=llm, db=db, container=container,
             llm_transport=config.llm_proxy_transport,
@@ -329,8 +330,13 @@ def use_local_container(
     `wiring.use(None)`. The e2e tests' stack calls this too: one container recipe."""
     from functions.adapters.aws import SqsJobQueue
     from functions.handlers import wiring
+    from functions.local.job_batcher import CoalescingJobQueue
 
-    queue = SqsJobQueue(sqs, setup_queue_url=aws.setup_queue_url, position_queue_url=aws.position_queue_url)
+    # One process serves every request here (one per container in Lambda): concurrent
+    # sends share SendMessageBatch calls (see job_batcher).
+    queue = CoalescingJobQueue(
+        SqsJobQueue(sqs, setup_queue_url=aws.setup_queue_url, position_queue_url=aws.position_queue_url)
+    )
     container = wiring.build(settings, db=db, queue=queue, llm=llm, metrics=metrics, clock=clock)
     wiring.use(container)
     return container
