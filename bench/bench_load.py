@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import os
 import pwd
 import queue
@@ -30,7 +31,8 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,42 @@ class _Jobs:
         return len(jobs)
 
 
+def _serve_stub(latency_s: float, jitter: float) -> None:
+    """Child process: serve the jittered stub until stdin closes (the parent exited)."""
+    import sys
+
+    with _JitteredStub(latency_s, jitter) as stub:
+        print(stub.url, flush=True)
+        sys.stdin.read()
+
+
+@contextmanager
+def _stub_process(latency_s: float, jitter: float) -> Iterator[str]:
+    """The stub llm-proxy in its own process, as llm-proxy is its own service: its HTTP
+    server's CPU must not share the workers' interpreter (and GIL)."""
+    import sys
+
+    code = f"from bench.bench_load import _serve_stub; _serve_stub({latency_s!r}, {jitter!r})"
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert child.stdout is not None
+        url = child.stdout.readline().strip()
+        if not url.startswith("http"):
+            raise RuntimeError(f"stub llm-proxy did not start (exit {child.poll()})")
+        yield url
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
 def _raise_max_connections(server: EmbeddedPostgres, data_dir: Path, needed: int) -> None:
     """The embedded server allows 100 connections; C workers + the bench need more."""
     with psycopg.connect(server.url, autocommit=True) as conn:
@@ -103,11 +141,82 @@ def _raise_max_connections(server: EmbeddedPostgres, data_dir: Path, needed: int
     )
 
 
-def run_load(url: str, n: int, workers: int, latency_s: float, jitter: float) -> dict[str, Any]:
+# No age limit at the claim: at N = 10,000 the last jobs run ~100 s after the close,
+# which the default (2 intervals of 1m) would refuse as stale -- a throughput bench,
+# not a staleness test (tests/e2e/test_ledger_cap_and_staleness.py is that).
+_WARM_SYMBOL = "ETHUSDT"
+_CONFIG = WorkerConfig(max_reanalyses=1_000_000, stale_candle_intervals=None)
+
+
+def _worker_process(
+    url: str,
+    stub_url: str,
+    first: int,
+    threads: int,
+    latency_s: float,
+    jobs: Any,
+    warm_jobs: Any,
+    ready: Any,
+    results: Any,
+) -> None:
+    """One interpreter with `threads` workers, each with its own connection and client.
+
+    Jobs arrive on a process-shared queue; `None` ends a worker. Reports one tuple per
+    finished job (status, overhead) and this interpreter's peak RSS."""
+    rows: list[tuple[str, float]] = []
+    lock = threading.Lock()
+
+    def worker(index: int) -> None:
+        database = Database(url, application_name=f"bench-worker-{index}")
+        repo = PostgresRepository(database)
+        llm = HttpLlmProxy(stub_url, "bench-key", max_attempts=1, timeout_s=latency_s * 3 + 10)
+        try:
+            database.fetch_one("select 1")  # connect before the clock starts, as a warm container
+            warm_job = warm_jobs.get()
+            if warm_job is not None:
+                # A warm container has run the path before: its backend has parsed the SQL
+                # functions and planned their statements (a fresh backend's first claim
+                # costs ~10 ms of server CPU; 100 at once stall the first wave).
+                process_setup_job(warm_job, repo=repo, llm=llm, metrics=InMemoryMetrics(), config=_CONFIG)
+            ready.wait()
+            while (job := jobs.get()) is not None:
+                started = time.perf_counter()
+                outcome = process_setup_job(
+                    job, repo=repo, llm=llm, metrics=InMemoryMetrics(), config=_CONFIG
+                )
+                took = time.perf_counter() - started
+                with lock:
+                    rows.append((str(outcome.status), took - (outcome.llm_latency_ms or 0) / 1000))
+        finally:
+            llm.close()
+            database.close()
+
+    pool = [threading.Thread(target=worker, args=(first + i,), daemon=True) for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    results.put((rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def run_load(
+    url: str, n: int, workers: int, latency_s: float, jitter: float, *, processes: int = 1, warm: bool = True
+) -> dict[str, Any]:
+    """N jobs of one candle through C workers spread over P interpreters."""
     db = Database(url)
     _seed(db, n)
     candle = _candle(datetime.now(UTC).replace(second=59, microsecond=999000) - timedelta(minutes=1))
-    jobs = _Jobs()
+    jobs, warm_jobs = _Jobs(), _Jobs()
+    if warm:  # one job per worker on another stream, processed before the clock starts
+        _seed(db, workers, symbol=_WARM_SYMBOL)
+        fan_out(
+            _candle(candle.close_time, symbol=_WARM_SYMBOL),
+            repo=PostgresRepository(db),
+            queue=warm_jobs,
+            metrics=InMemoryMetrics(),
+            clock=lambda: candle.close_time,
+            stale_intervals=2,
+        )
     t0 = time.perf_counter()
     fanned = fan_out(
         candle,
@@ -120,80 +229,84 @@ def run_load(url: str, n: int, workers: int, latency_s: float, jitter: float) ->
     fanout_s = time.perf_counter() - t0
     assert fanned.jobs_sent == n
 
-    overheads: list[float] = []
-    outcomes: list[str] = []
+    # spawn, not fork: a forked child would inherit this process's open connection.
+    ctx = multiprocessing.get_context("spawn")
+    shared_jobs, shared_warm, results = ctx.Queue(), ctx.Queue(), ctx.Queue()
+    while not warm_jobs.jobs.empty():
+        shared_warm.put(warm_jobs.jobs.get_nowait())
+    for _ in range(workers):
+        shared_warm.put(None)
+    while not jobs.jobs.empty():
+        shared_jobs.put(jobs.jobs.get_nowait())
+    for _ in range(workers):
+        shared_jobs.put(None)
+    ready = ctx.Barrier(workers + 1)
     peak_connections = [0]
-    lock = threading.Lock()
     done = threading.Event()
-    config = WorkerConfig(max_reanalyses=1_000_000)
 
-    with _JitteredStub(latency_s, jitter) as stub:
-        ready = threading.Barrier(workers + 1)
+    def watch_connections() -> None:
+        while not done.is_set():
+            row = db.fetch_one(
+                "select count(*) as n from pg_stat_activity where datname = current_database()"
+            )
+            peak_connections[0] = max(peak_connections[0], int(row["n"]) if row else 0)
+            done.wait(0.2)
 
-        def worker(index: int) -> None:
-            database = Database(url, application_name=f"bench-worker-{index}")
-            repo = PostgresRepository(database)
-            llm = HttpLlmProxy(stub.url, "bench-key", max_attempts=1, timeout_s=latency_s * 3 + 10)
-            try:
-                database.fetch_one("select 1")  # connect before the clock starts, as a warm container
-                ready.wait()
-                while True:
-                    try:
-                        job = jobs.jobs.get_nowait()
-                    except queue.Empty:
-                        return
-                    started = time.perf_counter()
-                    outcome = process_setup_job(
-                        job, repo=repo, llm=llm, metrics=InMemoryMetrics(), config=config
-                    )
-                    took = time.perf_counter() - started
-                    with lock:
-                        outcomes.append(outcome.status)
-                        overheads.append(took - (outcome.llm_latency_ms or 0) / 1000)
-            finally:
-                llm.close()
-                database.close()
-
-        def watch_connections() -> None:
-            while not done.is_set():
-                row = db.fetch_one(
-                    "select count(*) as n from pg_stat_activity where datname = current_database()"
-                )
-                peak_connections[0] = max(peak_connections[0], int(row["n"]) if row else 0)
-                done.wait(0.2)
-
-        threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(workers)]
-        for thread in threads:
-            thread.start()
-        ready.wait()
+    with _stub_process(latency_s, jitter) as stub_url:
+        shares = [workers // processes + (1 if i < workers % processes else 0) for i in range(processes)]
+        children = [
+            ctx.Process(
+                target=_worker_process,
+                args=(
+                    url,
+                    stub_url,
+                    sum(shares[:i]),
+                    share,
+                    latency_s,
+                    shared_jobs,
+                    shared_warm,
+                    ready,
+                    results,
+                ),
+                daemon=True,
+            )
+            for i, share in enumerate(shares)
+            if share
+        ]
+        for child in children:
+            child.start()
+        ready.wait(timeout=300)
         watcher = threading.Thread(target=watch_connections, daemon=True)
         watcher.start()
         start = time.perf_counter()
-        for thread in threads:
-            thread.join()
+        reports = [results.get(timeout=3600) for _ in children]  # the last arrives as the last job ends
         wall = time.perf_counter() - start
+        for child in children:
+            child.join(timeout=60)
         done.set()
         watcher.join()
+    rows = [row for report, _ in reports for row in report]
+    outcomes = [status for status, _ in rows]
+    overheads = sorted(overhead for _, overhead in rows)
     analysed = db.fetch_one(
-        "select count(*) as n from public.signal_analyses where candle_time = %(t)s", {"t": candle.close_time}
+        "select count(*) as n from public.signal_analyses a join public.signals s on s.id = a.signal_id"
+        " where a.candle_time = %(t)s and s.symbol = %(symbol)s",
+        {"t": candle.close_time, "symbol": candle.symbol},
     )
     db.close()
-    counts = db.fetch_all(
-        "select analysis_type, candle_time, count(*) as n from public.signal_analyses group by 1, 2"
-    )
-    assert outcomes.count("done") == n and analysed == {"n": n}, (outcomes[:5], analysed, counts, candle)
-    overheads.sort()
+    assert outcomes.count("done") == n and analysed == {"n": n}, (outcomes[:5], analysed, candle)
     floor = math.ceil(n / workers) * latency_s
     return {
         "n": n,
         "workers": workers,
+        "processes": len(children),
         "fanout_ms": fanout_s * 1000,
         "wall_s": wall,
         "floor_s": floor,
         "ratio": wall / floor,
         "p50_ms": statistics.median(overheads) * 1000,
         "p95_ms": overheads[max(0, math.ceil(len(overheads) * 0.95) - 1)] * 1000,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": sum(rss for _, rss in reports),
         "connections": peak_connections[0],
     }
 
@@ -212,7 +325,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--jitter", type=float, default=0.1, help="relative jitter of L (default 0.1 = ±10 %%)"
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="P interpreters the C workers are spread over (default: one per core)",
+    )
+    parser.add_argument(
+        "--cold", action="store_true", help="no warm-up job: every worker starts on a fresh backend"
+    )
     args = parser.parse_args(argv)
+    if args.processes < 1:
+        parser.error("need processes ≥ 1")
     if args.workers < 1 or args.latency <= 0 or not 0 <= args.jitter < 1 or min(args.sizes) < 1:
         parser.error("need workers ≥ 1, latency > 0, 0 ≤ jitter < 1, sizes ≥ 1")
     print(f"machine: {_machine()}\n")
@@ -225,10 +349,23 @@ def main(argv: list[str] | None = None) -> int:
             for n in args.sizes:
                 url = server.create_database(f"bench_load_{n}")
                 migrate(url)
-                rows.append(run_load(url, n, args.workers, args.latency, args.jitter))
+                rows.append(
+                    run_load(
+                        url,
+                        n,
+                        args.workers,
+                        args.latency,
+                        args.jitter,
+                        processes=args.processes,
+                        warm=not args.cold,
+                    )
+                )
         finally:
             server.stop()
-    print(f"one candle, C = {args.workers} workers, L = {args.latency:g} s ± {args.jitter:.0%}")
+    print(
+        f"one candle, C = {args.workers} workers in P = {rows[0]['processes']} processes, "
+        f"L = {args.latency:g} s ± {args.jitter:.0%}, {'cold' if args.cold else 'warm'} backends"
+    )
     header = (
         f"{'N':>6} {'fan-out ms':>10} {'wall s':>8} {'floor s':>8} {'wall/floor':>10} "
         f"{'overhead p50 ms':>15} {'p95 ms':>8} {'peak RSS MB':>11} {'db conns':>8}"

@@ -23,8 +23,9 @@ import platform
 import statistics
 import time
 import uuid
+from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
 import psycopg
 
 SECRET = "bench-webhook-secret"  # noqa: S105 - a local, throw-away stack
@@ -70,30 +71,58 @@ def _rows(database_url: str, n: int, mix: str = "both") -> list[bytes]:
     return [r[0].encode() for r in waits + signals]
 
 
+async def _post(host: str, port: int, request: bytes, timeout_s: float) -> int:
+    """One POST on a new connection, as pg_net's libcurl sends it; returns the status.
+
+    Raw asyncio streams, not an HTTP client library: pg_net's side of a burst costs next
+    to nothing (C, in Postgres), so ours must not either, or the bench measures itself."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+    try:
+        writer.write(request)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout_s)
+        status = int(head.split(b" ", 2)[1])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        await asyncio.wait_for(reader.readexactly(length), timeout_s)
+        return status
+    finally:
+        writer.close()
+
+
 async def _burst(url: str, bodies: list[bytes], timeout_s: float) -> tuple[list[float], dict[str, int]]:
-    headers = {"Content-type": "application/json", "x-supabase-webhook-source": SECRET}
-    limits = httpx.Limits(max_connections=len(bodies), max_keepalive_connections=0)
+    parsed = urlsplit(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
+    requests = [
+        (
+            f"POST {parsed.path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            f"x-supabase-webhook-source: {SECRET}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        + body
+        for body in bodies
+    ]
     errors: dict[str, int] = {}
     latencies: list[float] = []
-    async with httpx.AsyncClient(limits=limits, timeout=timeout_s) as client:
-        start = asyncio.Event()
+    start = asyncio.Event()
 
-        async def one(body: bytes) -> None:
-            await start.wait()
-            t0 = time.perf_counter()
-            try:
-                response = await client.post(url, content=body, headers=headers)
-            except httpx.HTTPError as exc:
-                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-                return
-            latencies.append(time.perf_counter() - t0)
-            if response.status_code != 200:
-                errors[f"HTTP {response.status_code}"] = errors.get(f"HTTP {response.status_code}", 0) + 1
+    async def one(request: bytes) -> None:
+        await start.wait()
+        t0 = time.perf_counter()
+        try:
+            status = await _post(host, port, request, timeout_s)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+            return
+        latencies.append(time.perf_counter() - t0)
+        if status != 200:
+            errors[f"HTTP {status}"] = errors.get(f"HTTP {status}", 0) + 1
 
-        tasks = [asyncio.create_task(one(b)) for b in bodies]
-        await asyncio.sleep(0.05)  # every task is waiting on the event
-        start.set()
-        await asyncio.gather(*tasks)
+    tasks = [asyncio.create_task(one(r)) for r in requests]
+    await asyncio.sleep(0.05)  # every task is waiting on the event
+    start.set()
+    await asyncio.gather(*tasks)
     return latencies, errors
 
 
@@ -159,6 +188,88 @@ def _cold_starts(runs: int) -> None:
             )
 
 
+def _client(url: str, bodies_path: str, timeout_s: float) -> None:
+    """Child process: send one burst, print latencies, errors and the client's own CPU."""
+    import json
+
+    with open(bodies_path, encoding="utf-8") as file:
+        bodies = [line.encode() for line in file.read().splitlines()]
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    latencies, errors = asyncio.run(_burst(url, bodies, timeout_s))
+    print(
+        json.dumps(
+            {
+                "latencies": latencies,
+                "errors": errors,
+                "wall_s": time.perf_counter() - t0,
+                "client_cpu_s": time.process_time() - cpu0,
+            }
+        )
+    )
+
+
+def _burst_from_another_process(url: str, bodies: list[bytes], timeout_s: float) -> dict[str, Any]:
+    """pg_net is Postgres's background worker, not a thread of our API: the burst comes from
+    its own process, so its HTTP client's CPU does not count against the server."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", encoding="utf-8") as file:
+        file.write("\n".join(body.decode() for body in bodies))
+        file.flush()
+        code = f"from bench.bench_webhooks import _client; _client({url!r}, {file.name!r}, {timeout_s!r})"
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+        }
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        ).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def _cpu_of_tree(root_pid: int) -> float:
+    """CPU seconds (user + system) of a process and its live children (Linux /proc; 0
+    elsewhere): the Postgres postmaster and its backends, or moto's process."""
+    if not os.path.isdir("/proc"):
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as file:
+                fields = file.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it exited meanwhile
+        if int(entry) == root_pid or int(fields[1]) == root_pid:
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def _parent_pid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as file:
+        return int(file.read().rsplit(")", 1)[1].split()[1])
+
+
+def _drain(sqs: Any, url: str) -> int:
+    """Receive and delete everything on the queue (what the runner does with each job)."""
+    drained = 0
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        sqs.delete_message_batch(
+            QueueUrl=url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+        )
+        drained += len(messages)
+    return drained
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
@@ -199,20 +310,35 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"burst of {args.burst} concurrent webhooks (half wait analyses, half signals), loopback HTTP"
             )
-            asyncio.run(_burst(url, _rows(s.database_url, 20), args.timeout_s))  # warm-up, not counted
+            # Warm-up, not counted: every API thread opens its connection and its backend
+            # parses the SQL functions once (a server in use is warm; ~20 ms each cold).
+            asyncio.run(_burst(url, _rows(s.database_url, args.burst, args.mix), args.timeout_s))
+            postmaster = 0
+            with psycopg.connect(s.database_url) as conn:  # a backend's parent is the postmaster
+                row = conn.execute("select pg_backend_pid()").fetchone()
+                if row and os.path.isdir("/proc"):
+                    postmaster = _parent_pid(int(row[0]))
+            moto_pid = s.moto_pid or 0
             every: list[float] = []
             for i in range(args.bursts):
                 bodies = _rows(s.database_url, args.burst, args.mix)
-                t0, cpu0 = time.perf_counter(), time.process_time()
-                latencies, errors = asyncio.run(_burst(url, bodies, args.timeout_s))
-                wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+                # `cmon local`'s runner drains the queue as jobs arrive; here nothing
+                # does, and moto's SendMessage costs O(messages queued) (it recounts the
+                # queue's attributes per message), so empty it as the runner would have.
+                _drain(s.sqs, s.aws.setup_queue_url)
+                cpu0, pg0, moto0 = time.process_time(), _cpu_of_tree(postmaster), _cpu_of_tree(moto_pid)
+                result = _burst_from_another_process(url, bodies, args.timeout_s)
+                cpu = time.process_time() - cpu0
+                pg_cpu, moto_cpu = _cpu_of_tree(postmaster) - pg0, _cpu_of_tree(moto_pid) - moto0
+                latencies, errors, wall = result["latencies"], result["errors"], result["wall_s"]
                 every += latencies
                 print(
                     f"burst {i + 1}: p50 {_pct(latencies, 0.5) * 1000:.0f} ms, "
                     f"p95 {_pct(latencies, 0.95) * 1000:.0f} ms, "
                     f"p99 {_pct(latencies, 0.99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms, "
                     f"all answered in {wall:.2f} s, errors {sum(errors.values())} {errors or ''}; "
-                    f"CPU of this process (client, API, moto) {cpu:.2f} s"
+                    f"CPU: cmon local's process {cpu:.2f} s, Postgres {pg_cpu:.2f} s, moto {moto_cpu:.2f} s, "
+                    f"the client {result['client_cpu_s']:.2f} s"
                 )
             print(f"API database connections used: {getattr(s.db, 'connections', 1)}")
             print(

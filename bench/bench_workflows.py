@@ -60,10 +60,10 @@ class _InstantLlm:
         raise NotImplementedError("setup jobs only")
 
 
-def _candle(close_time: datetime) -> CandleClosed:
+def _candle(close_time: datetime, symbol: str = "BTCUSDT") -> CandleClosed:
     open_ms = intervals.to_ms(close_time) + 1 - 60_000
     return CandleClosed(
-        symbol="BTCUSDT",
+        symbol=symbol,
         interval="1m",
         open_time=intervals.from_ms(open_ms),
         close_time=close_time,
@@ -76,8 +76,8 @@ def _candle(close_time: datetime) -> CandleClosed:
     )
 
 
-def _seed(db: Database, n: int) -> list[uuid.UUID]:
-    """N traders' waiting signals, each with a registered setup workflow, in bulk SQL."""
+def _seed(db: Database, n: int, symbol: str = "BTCUSDT") -> list[uuid.UUID]:
+    """N waiting signals on `symbol`, each with a registered setup workflow, in bulk SQL."""
     with db.transaction() as conn:
         user = uuid.uuid4()
         conn.execute("insert into public.user_profiles (id, subscription_tier) values (%s, 'elite')", (user,))
@@ -87,15 +87,26 @@ def _seed(db: Database, n: int) -> list[uuid.UUID]:
         ).fetchone()
         assert trader is not None
         conn.execute(
-            "insert into public.signals (trader_id, symbol) select %s, 'BTCUSDT' from generate_series(1, %s)",
-            (trader["id"], n),
+            "insert into public.signals (trader_id, symbol) select %s, %s from generate_series(1, %s)",
+            (trader["id"], symbol, n),
         )
         conn.execute(
             "insert into public.signal_analyses (signal_id, decision, analysis_type)"
-            " select id, 'wait', 'initial' from public.signals"
+            " select s.id, 'wait', 'initial' from public.signals s"
+            " join public.traders t on t.id = s.trader_id where t.user_id = %s",
+            (user,),
         )
-        conn.execute("select public.register_setup_monitoring(a.id, 1000000) from public.signal_analyses a")
-        rows = conn.execute("select id from public.workflow_schedules order by created_at").fetchall()
+        conn.execute(
+            "select public.register_setup_monitoring(a.id, 1000000) from public.signal_analyses a"
+            " join public.signals s on s.id = a.signal_id join public.traders t on t.id = s.trader_id"
+            " where t.user_id = %s",
+            (user,),
+        )
+        rows = conn.execute(
+            "select w.id from public.workflow_schedules w join public.traders t on t.id = w.trader_id"
+            " where t.user_id = %s order by w.created_at",
+            (user,),
+        ).fetchall()
     return [r["id"] for r in rows]
 
 
