@@ -149,7 +149,7 @@ def _seed(db: Database) -> tuple[UUID, UUID]:
                 "ty": "initial" if initial else "monitoring",
                 "ct": None if initial else T0 + timedelta(minutes=i, microseconds=-1000 if i % 2 else 0),
                 # The last two share a created_at: `id desc` orders them.
-                "at": T0 + timedelta(minutes=min(i, 6), seconds=1, microseconds=999 * i),
+                "at": T0 + timedelta(minutes=min(i, 6), seconds=1, microseconds=999 * min(i, 6)),
             },
         )
     setup_wf = db.call("register_setup_monitoring", analysis_id=ANALYSES[0], max_reanalyses=10)
@@ -364,9 +364,9 @@ def test_an_unknown_workflow_or_signal_is_not_found(db_url: str) -> None:
     unknown = UUID("00000000-0000-4000-8000-00000000dead")
     try:
         contexts = PostgresContexts(db)
-        with pytest.raises(NotFound, match="workflow"):
+        with pytest.raises(NotFound, match=f"^workflow {unknown} not found"):
             contexts.setup_context(workflow_id=unknown)
-        with pytest.raises(NotFound, match="signal"):
+        with pytest.raises(NotFound, match=f"^signal {unknown} not found"):
             contexts.setup_context(signal_id=unknown)
         with pytest.raises(NotFound, match="position workflow"):
             contexts.position_context(unknown)
