@@ -269,6 +269,80 @@ class TraderReads:
         )
 
 
+class ReviewReads:
+    """`cmon report`'s rows: those of some traders (a replay's run) or, with `traders`
+    None, those of a time window of a live database, oldest first."""
+
+    def __init__(
+        self, db: Database, *, traders: Sequence[UUID] | None, since: datetime, until: datetime
+    ) -> None:
+        self.db = db
+        self._traders = traders
+        self._params = {"traders": None if traders is None else list(traders), "since": since, "until": until}
+
+    def _scope(self, alias: str, time_sql: str) -> str:
+        if self._traders is not None:
+            return f"{alias}.trader_id = any(%(traders)s)"
+        return f"{time_sql} >= %(since)s and {time_sql} <= %(until)s"
+
+    def analyses(self) -> list[Row]:
+        a_time = "coalesce(a.candle_time, a.created_at)"
+        return self.db.fetch_all(
+            "select a.signal_id, s.symbol, coalesce(w.interval, t.filter->>'interval', '1h') as interval,"
+            f" a.analysis_type, a.decision, a.confidence, {a_time} as at, a.candle_time, a.total_tokens,"
+            " a.latency_ms, a.trade_plan, a.shadow from public.signal_analyses a"
+            " join public.signals s on s.id = a.signal_id"
+            " join public.traders t on t.id = s.trader_id"
+            " left join public.workflow_schedules w on w.id = a.workflow_id"
+            f" where {self._scope('s', a_time)} order by at",
+            self._params,
+        )
+
+    def decisions(self) -> list[Row]:
+        return self.db.fetch_all(
+            "select d.position_id, p.symbol, coalesce(w.interval, t.filter->>'interval', '1h') as interval,"
+            " d.candle_time as at, d.action, d.params, d.source, d.status, d.rejection_reason, d.confidence,"
+            " d.price, d.after_state, d.total_tokens, d.latency_ms, d.shadow"
+            " from public.management_decisions d join public.positions p on p.id = d.position_id"
+            " join public.traders t on t.id = p.trader_id"
+            " left join public.workflow_schedules w on w.id = d.workflow_id"
+            f" where {self._scope('p', 'd.candle_time')} order by d.candle_time",
+            self._params,
+        )
+
+    def positions(self) -> list[Row]:
+        return self.db.fetch_all(
+            "select p.id, p.symbol, coalesce(w.interval, t.filter->>'interval', '1h') as interval, p.side,"
+            " p.entry_price, p.stop_loss, p.take_profit, p.status, p.exit_price, p.realized_pnl,"
+            " coalesce((select a.candle_time from public.signal_analyses a where a.signal_id = p.signal_id"
+            "   and a.decision = 'enter_trade' order by a.candle_time limit 1), p.opened_at) as opened,"
+            " (select min(d.candle_time) from public.management_decisions d where d.position_id = p.id"
+            "   and d.status = 'applied' and d.after_state->>'status' = 'closed') as closed,"
+            " (select d.before_state from public.management_decisions d where d.position_id = p.id"
+            "   order by d.candle_time limit 1) as first_state"
+            " from public.positions p join public.traders t on t.id = p.trader_id"
+            " left join public.workflow_schedules w on w.position_id = p.id"
+            f" where {self._scope('p', 'p.opened_at')} order by p.opened_at",
+            self._params,
+        )
+
+    def errors(self) -> list[Row]:
+        return self.db.fetch_all(
+            "select e.error_kind, e.message, e.created_at, e.candle_time from public.workflow_errors e"
+            " join public.workflow_schedules w on w.id = e.workflow_id"
+            f" where {self._scope('w', 'e.created_at')} order by e.created_at",
+            self._params,
+        )
+
+    def auto_disabled(self) -> list[Row]:
+        return self.db.fetch_all(
+            "select w.id, w.symbol, w.interval, w.workflow_type, w.stopped_at"
+            " from public.workflow_schedules w"
+            f" where w.stopped_reason = 'auto_disabled' and {self._scope('w', 'w.stopped_at')}",
+            self._params,
+        )
+
+
 def metrics_report(url: str, *, hours: float, usd_per_1k_tokens: float) -> dict[str, Any]:
     """`cmon metrics`: `OperatorReads.metrics` over a connection opened and closed here."""
     db = Database(url)
