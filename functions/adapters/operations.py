@@ -343,6 +343,61 @@ class ReviewReads:
         )
 
 
+class ReplayReads:
+    """What a `cmon replay` run recorded, read back for its summary: the rows of the run's
+    traders (a throw-away set, or the only ones on a throw-away database)."""
+
+    def __init__(self, db: Database, traders: Sequence[UUID]) -> None:
+        self.db = db
+        self._t = {"t": list(traders)}
+
+    def analyses(self) -> list[Row]:
+        """Every analysis, the initial ones first, then by candle."""
+        return self.db.fetch_all(
+            "select a.signal_id, s.symbol, a.analysis_type, a.decision, a.confidence, a.candle_time,"
+            " a.prompt_tokens, a.completion_tokens, a.total_tokens, a.latency_ms, a.trade_plan"
+            " from public.signal_analyses a join public.signals s on s.id = a.signal_id"
+            " where s.trader_id = any(%(t)s) order by a.candle_time nulls first, a.signal_id",
+            self._t,
+        )
+
+    def positions(self) -> list[Row]:
+        """Every position, in the order they opened."""
+        return self.db.fetch_all(
+            "select p.id, p.signal_id, p.symbol, p.side, p.entry_price, p.contracts, p.initial_contracts,"
+            " p.stop_loss, p.take_profit, p.status, p.exit_price, p.realized_pnl, p.close_reason"
+            " from public.positions p where p.trader_id = any(%(t)s) order by p.opened_at, p.id",
+            self._t,
+        )
+
+    def decisions(self) -> list[Row]:
+        """Every management decision, by candle."""
+        return self.db.fetch_all(
+            "select d.position_id, d.candle_time, d.action, d.params, d.source, d.status, d.rejection_reason,"
+            " d.confidence, d.price, d.before_state, d.after_state, d.prompt_tokens, d.completion_tokens,"
+            " d.total_tokens, d.latency_ms from public.management_decisions d"
+            " join public.positions p on p.id = d.position_id where p.trader_id = any(%(t)s)"
+            " order by d.candle_time, d.position_id",
+            self._t,
+        )
+
+    def workflows(self) -> list[Row]:
+        """How each workflow ended (or that it is still active)."""
+        return self.db.fetch_all(
+            "select w.workflow_type, w.is_active, w.stopped_reason from public.workflow_schedules w"
+            " where w.trader_id = any(%(t)s)",
+            self._t,
+        )
+
+    def errors(self) -> list[Row]:
+        """The kind of every failed attempt."""
+        return self.db.fetch_all(
+            "select e.error_kind from public.workflow_errors e join public.workflow_schedules w"
+            " on w.id = e.workflow_id where w.trader_id = any(%(t)s)",
+            self._t,
+        )
+
+
 def metrics_report(url: str, *, hours: float, usd_per_1k_tokens: float) -> dict[str, Any]:
     """`cmon metrics`: `OperatorReads.metrics` over a connection opened and closed here."""
     db = Database(url)
