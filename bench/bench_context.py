@@ -1,14 +1,17 @@
 """Benchmark: a job's prompt context, one SQL function call against the four reads it replaced.
 
-Run: `.venv/bin/python -m bench.bench_context` (add `--reads 500`, `--history 50`).
+Run: `.venv/bin/python -m bench.bench_context` (add `--reads 500`, `--history 50`,
+`--rtt-ms 1` to put a network between client and server).
 
 On a real (embedded) Postgres with the golden test's rows (`tests/support/context_rows`),
 plus `--history` more analyses and decisions so the history query has rows to skip:
 each context is read `--reads` times through `PostgresContexts` (one `Database.call`)
 and through the old reads (four statements in four transactions), counting statements
 and timing each read. Over a Unix socket the round trip is nearly free, so the time saved
-here is a floor: against Supabase each statement saved is a network round trip (and, on
-the transaction pooler, a pooled transaction) too.
+there is a floor: against Supabase each statement saved is a network round trip (and, on
+the transaction pooler, a pooled transaction) too. `--rtt-ms` measures that: the client
+then connects over loopback TCP through a relay that holds every chunk for half the
+round trip in each direction (a stand-in for the Lambda-to-database network).
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import socket
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 from uuid import UUID
 
 from functions.adapters.contexts import PostgresContexts
@@ -47,6 +53,52 @@ class _CountingDatabase(Database):
                     return conn.execute(query, params)
 
             yield _Counted()
+
+
+class _DelayRelay:
+    """Loopback TCP → the server's Unix socket, each chunk held `rtt_ms / 2` each way."""
+
+    def __init__(self, unix_path: str, rtt_ms: float) -> None:
+        self._unix_path = unix_path
+        self._delay_s = rtt_ms / 2000
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            server.connect(self._unix_path)
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, target: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                time.sleep(self._delay_s)
+                target.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            target.close()
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def _over_tcp(url: str, port: int) -> str:
+    """The same database through the relay on 127.0.0.1:`port`."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"postgres@127.0.0.1:{port}", query=""))
+
+
+def _unix_socket(url: str) -> str:
+    host = parse_qs(urlsplit(url).query)["host"][0]
+    return os.path.join(host, ".s.PGSQL.5432")
 
 
 def _more_history(db: Database, position_wf: UUID, rows: int) -> None:
@@ -87,15 +139,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--reads", type=int, default=500, help="reads per context and path")
     parser.add_argument("--history", type=int, default=50, help="extra analyses and decisions")
+    parser.add_argument("--rtt-ms", type=float, default=0.0, help="network round trip to emulate (0: none)")
     args = parser.parse_args(argv)
     with EmbeddedPostgres() as server:
         url = server.database_url("bench_context")
         with server_db(server, "bench_context"):
             migrate(url)
-            db = _CountingDatabase(url)
+            rows_db = Database(url)
             try:
-                setup_wf, position_wf = seed(db)
-                _more_history(db, position_wf, args.history)
+                setup_wf, position_wf = seed(rows_db)
+                _more_history(rows_db, position_wf, args.history)
+            finally:
+                rows_db.close()
+            relay = _DelayRelay(_unix_socket(url), args.rtt_ms) if args.rtt_ms > 0 else None
+            db = _CountingDatabase(url if relay is None else _over_tcp(url, relay.port))
+            try:
                 new = PostgresContexts(db)
                 rows = [
                     (
@@ -121,12 +179,15 @@ def main(argv: list[str] | None = None) -> int:
                 ]
             finally:
                 db.close()
+                if relay is not None:
+                    relay.close()
     print(
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores,"
         f" Python {platform.python_version()}"
     )
     print(
-        f"{args.reads} reads each, {args.history} extra history rows, embedded Postgres over a Unix socket\n"
+        f"{args.reads} reads each, {args.history} extra history rows, embedded Postgres over "
+        + (f"loopback TCP with a {args.rtt_ms:g} ms round trip\n" if args.rtt_ms > 0 else "a Unix socket\n")
     )
     print("| context | path | statements | median | p95 |")
     print("|---|---|---:|---:|---:|")
