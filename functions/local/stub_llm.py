@@ -66,6 +66,8 @@ from functions.local.stub_answers import (
 )
 from functions.local.stub_state import Failure, StubCall, StubConfig, StubState
 
+__all__ = ["ANALYZE_PATH", "EDGE_PREFIX", "MANAGE_PATH", "MODEL_NAME", "StubCall", "StubLlmProxy", "main"]
+
 if TYPE_CHECKING:
     from functions.local.stub_http import StubServer
 
