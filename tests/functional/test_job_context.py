@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -22,9 +22,12 @@ from uuid import UUID
 import httpx
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from functions.adapters.contexts import HISTORY, PostgresContexts
 from functions.adapters.llm_proxy import HttpLlmProxy
+from functions.adapters.operations import json_ready
 from functions.adapters.postgres import Database
 from functions.core import intervals
 from functions.core.contracts import AnalysisJob, CandleClosed, JobKind, WorkflowType
@@ -264,3 +267,44 @@ def test_every_column_a_prompt_reads_has_a_type_the_formatting_knows(db_url: str
         ).fetchall()
     assert rows
     assert {(t, c, ty) for t, c, ty in rows if ty not in _FORMATTED_TYPES} == set()
+
+
+_ZONE_CHOICES = [
+    "UTC",
+    "Asia/Kathmandu",
+    "America/St_Johns",
+    "Europe/Paris",
+    "Pacific/Chatham",
+    "America/Caracas",
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    number=st.decimals(
+        allow_nan=False, allow_infinity=False, min_value=-(10**12), max_value=10**12, places=None
+    )
+    | st.decimals(allow_nan=False, allow_infinity=False, places=12),
+    moment=st.datetimes(
+        min_value=datetime(1971, 1, 1), max_value=datetime(2099, 12, 31), timezones=st.just(UTC)
+    ),
+    zone=st.sampled_from(_ZONE_CHOICES),
+)
+def test_prompt_row_formats_as_the_python_reads_did(
+    db_url: str, number: Decimal, moment: datetime, zone: str
+) -> None:
+    """Any numeric and any timestamptz, in any session zone: `_prompt_row` writes what
+    psycopg + `json_ready` wrote for the same value read from the same session."""
+    with psycopg.connect(in_zone(db_url, zone)) as conn:
+        params = {"n": str(number), "t": moment}
+        python_side = conn.execute(
+            "select %(n)s::numeric as entry_price, %(t)s::timestamptz as opened_at", params
+        ).fetchone()
+        sql_side = conn.execute(
+            "select public._prompt_row('public.positions', jsonb_build_object('entry_price', %(n)s::numeric,"
+            " 'opened_at', %(t)s::timestamptz), array['entry_price', 'opened_at'])::text",
+            params,
+        ).fetchone()
+    assert python_side is not None and sql_side is not None
+    legacy = json_ready({"entry_price": python_side[0], "opened_at": python_side[1]})
+    assert json.loads(sql_side[0]) == legacy
