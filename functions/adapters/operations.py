@@ -1,8 +1,9 @@
 """The operator's reads: every query an operator (or the demo's summary) runs against the tables.
 
-One adapter, three faces: `cmon metrics` / `cmon cost` / `cmon workflows`, the admin API's
-`GET /workflows` and `GET /workflows/{id}` (the `AdminReads` port), and `cmon demo`'s live
-view and summary (`OperatorReads.for_traders`). The dashboard numbers are computed
+One adapter, five faces: `cmon metrics` / `cmon cost` / `cmon workflows`, the admin API's
+`GET /workflows` and `GET /workflows/{id}` (the `AdminReads` port), `cmon demo`'s live
+view and summary (`OperatorReads.for_traders`), `cmon report`'s rows (`ReviewReads`) and
+`cmon replay`'s summary (`ReplayReads`). The dashboard numbers are computed
 straight from the tables (the same numbers the CloudWatch dashboard shows from EMF).
 The operator's *writes* (rollout gate, rollback, resume) are recording SQL functions
 behind `functions.adapters.operator_db`.
