@@ -1,8 +1,9 @@
 """The operator's reads: every query an operator (or the demo's summary) runs against the tables.
 
-One adapter, three faces: `cmon metrics` / `cmon cost` / `cmon workflows`, the admin API's
-`GET /workflows` and `GET /workflows/{id}` (the `AdminReads` port), and `cmon demo`'s live
-view and summary (`OperatorReads.for_traders`). The dashboard numbers are computed
+One adapter, five faces: `cmon metrics` / `cmon cost` / `cmon workflows`, the admin API's
+`GET /workflows` and `GET /workflows/{id}` (the `AdminReads` port), `cmon demo`'s live
+view and summary (`OperatorReads.for_traders`), `cmon report`'s rows (`ReviewReads`) and
+`cmon replay`'s summary (`ReplayReads`). The dashboard numbers are computed
 straight from the tables (the same numbers the CloudWatch dashboard shows from EMF).
 The operator's *writes* (rollout gate, rollback, resume) are recording SQL functions
 behind `functions.adapters.operator_db`.
@@ -266,6 +267,135 @@ class TraderReads:
                 " group by d.position_id, d.candle_time having count(*) > 1",
                 self._t,
             )
+        )
+
+
+class ReviewReads:
+    """`cmon report`'s rows: those of some traders (a replay's run) or, with `traders`
+    None, those of a time window of a live database, oldest first."""
+
+    def __init__(
+        self, db: Database, *, traders: Sequence[UUID] | None, since: datetime, until: datetime
+    ) -> None:
+        self.db = db
+        self._traders = traders
+        self._params = {"traders": None if traders is None else list(traders), "since": since, "until": until}
+
+    def _scope(self, alias: str, time_sql: str) -> str:
+        if self._traders is not None:
+            return f"{alias}.trader_id = any(%(traders)s)"
+        return f"{time_sql} >= %(since)s and {time_sql} <= %(until)s"
+
+    def analyses(self) -> list[Row]:
+        a_time = "coalesce(a.candle_time, a.created_at)"
+        return self.db.fetch_all(
+            "select a.signal_id, s.symbol, coalesce(w.interval, t.filter->>'interval', '1h') as interval,"
+            f" a.analysis_type, a.decision, a.confidence, {a_time} as at, a.candle_time, a.total_tokens,"
+            " a.latency_ms, a.trade_plan, a.shadow from public.signal_analyses a"
+            " join public.signals s on s.id = a.signal_id"
+            " join public.traders t on t.id = s.trader_id"
+            " left join public.workflow_schedules w on w.id = a.workflow_id"
+            f" where {self._scope('s', a_time)} order by at",
+            self._params,
+        )
+
+    def decisions(self) -> list[Row]:
+        return self.db.fetch_all(
+            "select d.position_id, p.symbol, coalesce(w.interval, t.filter->>'interval', '1h') as interval,"
+            " d.candle_time as at, d.action, d.params, d.source, d.status, d.rejection_reason, d.confidence,"
+            " d.price, d.after_state, d.total_tokens, d.latency_ms, d.shadow"
+            " from public.management_decisions d join public.positions p on p.id = d.position_id"
+            " join public.traders t on t.id = p.trader_id"
+            " left join public.workflow_schedules w on w.id = d.workflow_id"
+            f" where {self._scope('p', 'd.candle_time')} order by d.candle_time",
+            self._params,
+        )
+
+    def positions(self) -> list[Row]:
+        return self.db.fetch_all(
+            "select p.id, p.symbol, coalesce(w.interval, t.filter->>'interval', '1h') as interval, p.side,"
+            " p.entry_price, p.stop_loss, p.take_profit, p.status, p.exit_price, p.realized_pnl,"
+            " coalesce((select a.candle_time from public.signal_analyses a where a.signal_id = p.signal_id"
+            "   and a.decision = 'enter_trade' order by a.candle_time limit 1), p.opened_at) as opened,"
+            " (select min(d.candle_time) from public.management_decisions d where d.position_id = p.id"
+            "   and d.status = 'applied' and d.after_state->>'status' = 'closed') as closed,"
+            " (select d.before_state from public.management_decisions d where d.position_id = p.id"
+            "   order by d.candle_time limit 1) as first_state"
+            " from public.positions p join public.traders t on t.id = p.trader_id"
+            " left join public.workflow_schedules w on w.position_id = p.id"
+            f" where {self._scope('p', 'p.opened_at')} order by p.opened_at",
+            self._params,
+        )
+
+    def errors(self) -> list[Row]:
+        return self.db.fetch_all(
+            "select e.error_kind, e.message, e.created_at, e.candle_time from public.workflow_errors e"
+            " join public.workflow_schedules w on w.id = e.workflow_id"
+            f" where {self._scope('w', 'e.created_at')} order by e.created_at",
+            self._params,
+        )
+
+    def auto_disabled(self) -> list[Row]:
+        return self.db.fetch_all(
+            "select w.id, w.symbol, w.interval, w.workflow_type, w.stopped_at"
+            " from public.workflow_schedules w"
+            f" where w.stopped_reason = 'auto_disabled' and {self._scope('w', 'w.stopped_at')}",
+            self._params,
+        )
+
+
+class ReplayReads:
+    """What a `cmon replay` run recorded, read back for its summary: the rows of the run's
+    traders (a throw-away set, or the only ones on a throw-away database)."""
+
+    def __init__(self, db: Database, traders: Sequence[UUID]) -> None:
+        self.db = db
+        self._t = {"t": list(traders)}
+
+    def analyses(self) -> list[Row]:
+        """Every analysis, the initial ones first, then by candle."""
+        return self.db.fetch_all(
+            "select a.signal_id, s.symbol, a.analysis_type, a.decision, a.confidence, a.candle_time,"
+            " a.prompt_tokens, a.completion_tokens, a.total_tokens, a.latency_ms, a.trade_plan"
+            " from public.signal_analyses a join public.signals s on s.id = a.signal_id"
+            " where s.trader_id = any(%(t)s) order by a.candle_time nulls first, a.signal_id",
+            self._t,
+        )
+
+    def positions(self) -> list[Row]:
+        """Every position, in the order they opened."""
+        return self.db.fetch_all(
+            "select p.id, p.signal_id, p.symbol, p.side, p.entry_price, p.contracts, p.initial_contracts,"
+            " p.stop_loss, p.take_profit, p.status, p.exit_price, p.realized_pnl, p.close_reason"
+            " from public.positions p where p.trader_id = any(%(t)s) order by p.opened_at, p.id",
+            self._t,
+        )
+
+    def decisions(self) -> list[Row]:
+        """Every management decision, by candle."""
+        return self.db.fetch_all(
+            "select d.position_id, d.candle_time, d.action, d.params, d.source, d.status, d.rejection_reason,"
+            " d.confidence, d.price, d.before_state, d.after_state, d.prompt_tokens, d.completion_tokens,"
+            " d.total_tokens, d.latency_ms from public.management_decisions d"
+            " join public.positions p on p.id = d.position_id where p.trader_id = any(%(t)s)"
+            " order by d.candle_time, d.position_id",
+            self._t,
+        )
+
+    def workflows(self) -> list[Row]:
+        """How each workflow ended (or that it is still active)."""
+        return self.db.fetch_all(
+            "select w.workflow_type, w.is_active, w.stopped_reason from public.workflow_schedules w"
+            " where w.trader_id = any(%(t)s)",
+            self._t,
+        )
+
+    def errors(self) -> list[Row]:
+        """The kind of every failed attempt."""
+        return self.db.fetch_all(
+            "select e.error_kind from public.workflow_errors e join public.workflow_schedules w"
+            " on w.id = e.workflow_id where w.trader_id = any(%(t)s)",
+            self._t,
         )
 
 

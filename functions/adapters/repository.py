@@ -1,8 +1,8 @@
 """The `Repository` port over Postgres: thin calls into the SQL functions.
 
 Every write goes through a SQL function that holds its invariant in one transaction;
-this module only maps Python values in and jsonb answers out. Reads for prompts and the
-admin API are plain queries.
+this module only maps Python values in and jsonb answers out. A prompt's context is one
+SQL function call too (`functions.adapters.contexts`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from functions.adapters.operations import json_ready
+from functions.adapters.contexts import PostgresContexts
 from functions.adapters.postgres import Database
 from functions.adapters.tracing import traced
 from functions.core.contracts import CandleClosed, WorkflowType
@@ -23,26 +23,25 @@ from functions.core.models import (
     DecisionOutcome,
     FailureOutcome,
     ManagementAnswer,
-    PositionContext,
     PositionSnapshot,
     ReconcileOutcome,
     Registration,
     SetupAnswer,
-    SetupContext,
     SetupOutcome,
     WorkflowIdentity,
 )
-
-_HISTORY = 5  # previous analyses / decisions given to the LLM as context
 
 
 def _confidence(value: float | None) -> Decimal | None:
     return None if value is None else Decimal(str(round(value, 4)))
 
 
-class PostgresRepository:
+class PostgresRepository(PostgresContexts):
+    """Every role of `Repository`; the prompt contexts come from `PostgresContexts`
+    (one SQL function call each)."""
+
     def __init__(self, db: Database) -> None:
-        self.db = db
+        super().__init__(db)
 
     # registration and stopping ---------------------------------------------------------
 
@@ -106,63 +105,6 @@ class PostgresRepository:
     def claim_initial_analysis(self, signal_id: UUID, lease_s: int) -> ClaimResult:
         return ClaimResult.model_validate(
             self.db.call("claim_initial_analysis", signal_id=signal_id, lease_seconds=lease_s)
-        )
-
-    # context --------------------------------------------------------------------------
-
-    def setup_context(
-        self, *, workflow_id: UUID | None = None, signal_id: UUID | None = None
-    ) -> SetupContext:
-        if workflow_id is not None:
-            wf = self.db.fetch_one(
-                "select signal_id from public.workflow_schedules where id = %(id)s", {"id": workflow_id}
-            )
-            if wf is None:
-                raise NotFound(f"workflow {workflow_id} not found")
-            signal_id = wf["signal_id"]
-        signal = self.db.fetch_one("select * from public.signals where id = %(id)s", {"id": signal_id})
-        if signal is None:
-            raise NotFound(f"signal {signal_id} not found")
-        trader = self.db.fetch_one(
-            "select id, user_id, name, auto_analyze_signals, filter from public.traders where id = %(id)s",
-            {"id": signal["trader_id"]},
-        )
-        previous = self.db.fetch_all(
-            "select decision, confidence, reasoning, analysis_type, candle_time, created_at"
-            " from public.signal_analyses where signal_id = %(id)s"
-            " order by created_at desc, id desc limit %(n)s",
-            {"id": signal_id, "n": _HISTORY},
-        )
-        return SetupContext(
-            workflow_id=workflow_id,
-            signal_id=signal["id"],
-            signal=json_ready(signal),
-            trader=json_ready(trader or {}),
-            previous_analyses=[json_ready(r) for r in previous],
-        )
-
-    def position_context(self, workflow_id: UUID) -> PositionContext:
-        row = self.db.fetch_one(
-            "select p.*, w.id as workflow_id from public.workflow_schedules w"
-            " join public.positions p on p.id = w.position_id where w.id = %(id)s",
-            {"id": workflow_id},
-        )
-        if row is None:
-            raise NotFound(f"position workflow {workflow_id} not found")
-        recent = self.db.fetch_all(
-            "select candle_time, action, params, status, rejection_reason, price, reasoning"
-            " from public.management_decisions where position_id = %(id)s"
-            " order by candle_time desc limit %(n)s",
-            {"id": row["id"], "n": _HISTORY},
-        )
-        snapshot = PositionSnapshot.model_validate(row)
-        row.pop("workflow_id")
-        return PositionContext(
-            workflow_id=workflow_id,
-            trader_id=row["trader_id"],
-            position=snapshot,
-            position_row=json_ready(row),
-            recent_decisions=[json_ready(r) for r in recent],
         )
 
     # record + apply -------------------------------------------------------------------

@@ -40,6 +40,14 @@ class ClaimReason(StrEnum):
     NOT_FOUND = "not_found"
 
 
+class SkipReason(StrEnum):
+    """Why a job or a webhook starts nothing before any claim: decided in Python from a
+    setting, so no SQL column holds it (the claim's own refusals are `ClaimReason`)."""
+
+    # INITIAL_ANALYSIS_BY=platform: the platform's signal trigger owns the initial analysis.
+    INITIAL_ANALYSIS_BY_PLATFORM = "initial_analysis_by_platform"
+
+
 class SetupResult(StrEnum):
     """`record_setup_analysis` / `record_initial_analysis`: what the answer did."""
 

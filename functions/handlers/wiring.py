@@ -54,6 +54,7 @@ class Container:
             stage=s.stage,
             paper_execution=s.paper_execution,
             guardrails=GuardrailConfig(allow_sl_loosening=s.allow_sl_loosening),
+            initial_analysis_by=s.initial_analysis_by,
         )
 
 

@@ -3,7 +3,8 @@
 `stack` builds the in-process stack (embedded Postgres, moto, the stub llm-proxy, the
 handlers' container from `wiring.build`); `serve` is `cmon local` (with `console`,
 `api_server`); `demo` / `demo_story` / `demo_summary`; `replay` / `replay_input` /
-`replay_summary`; `report`; `stub_llm` / `stub_answers` / `stub_http`; `relay` (NOTIFY →
+`replay_entities` / `replay_summary`; `report` / `report_model` / `report_html`;
+`stub_llm` / `stub_state` / `stub_answers` / `stub_http`; `relay` (NOTIFY →
 webhook bodies); `runner` (the Lambda event-source mappings); `aws_stack`, `embedded_db`,
 `db_pool`, `live_view`. Production code never imports this package.
 """

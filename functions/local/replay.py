@@ -36,8 +36,10 @@ decision/action string or an object (`confidence`, `reasoning`, `trade_plan`, `p
 is one `wait` signal per stream at its first candle. The same candles and the same
 scenario give the same analyses and decisions on every run.
 
-Files: `replay_input.py` parses the candles and the scenario, this module plays them
-through the stack, `replay_summary.py` reads back what happened and compares two runs.
+Files: `replay_input.py` parses the candles and the scenario, `replay_entities.py` writes
+the scenario's rows at their candle and scripts the stub, this module plays the candles
+through the stack, `replay_summary.py` reads back what happened (through
+`functions.adapters.operations.ReplayReads`) and compares two runs.
 """
 
 from __future__ import annotations
@@ -58,17 +60,15 @@ from typing import TYPE_CHECKING, Any
 
 from functions.core.contracts import CandleClosed, Market
 from functions.core.errors import CmonError, InvalidInput
+from functions.local.replay_entities import Tracked, create_entities, script, track
 from functions.local.replay_input import (
     CandleInput,
-    PositionSpec,
     ReplayError,
     Scenario,
-    SignalSpec,
     StreamKey,
     download_candles,
     load_candles,
     load_scenario,
-    resolve_entity,
 )
 from functions.local.replay_summary import compare, human_compare, human_summary, summarise
 
@@ -109,24 +109,12 @@ class ReplayClock:
 
 
 @dataclass
-class _Tracked:
-    name: str
-    kind: str  # signal | position
-    stream: StreamKey
-    at: int
-    spec: SignalSpec | PositionSpec
-    trader_id: uuid.UUID
-    entity_id: uuid.UUID | None = None
-    position_id: uuid.UUID | None = None  # a signal's position once enter_trade opened it
-
-
-@dataclass
 class ReplayRun:
     data: CandleInput
     scenario: Scenario
     llm_proxy: str
     user_id: uuid.UUID = field(default_factory=uuid.uuid4)
-    tracked: list[_Tracked] = field(default_factory=list)
+    tracked: list[Tracked] = field(default_factory=list)
     index_of: dict[tuple[StreamKey, datetime], int] = field(default_factory=dict)
     wall_s: float = 0.0
 
@@ -138,122 +126,12 @@ class ReplayRun:
         return [c for c in self.data.candles if (c.symbol, c.interval) == stream]
 
 
-def _create_entities(run: ReplayRun, services: Services, candle: CandleClosed, index: int) -> None:
-    db = services.db
-    stream = (candle.symbol, candle.interval)
-    for item in run.tracked:
-        if item.stream != stream or item.at != index or item.entity_id is not None:
-            continue
-        entity = uuid.uuid4()
-        item.entity_id = entity
-        if isinstance(item.spec, SignalSpec):
-            db.fetch_one(
-                "insert into public.signals (id, trader_id, symbol, created_at)"
-                " values (%(s)s, %(t)s, %(y)s, %(at)s) returning id",
-                {"s": entity, "t": item.trader_id, "y": candle.symbol, "at": candle.open_time},
-            )
-            analysis = db.fetch_one(
-                "insert into public.signal_analyses (signal_id, decision, confidence, reasoning,"
-                " analysis_type, created_at) values (%(s)s, 'wait', 0.5,"
-                " 'replay: the signal exists, monitoring starts', 'initial', %(at)s) returning id",
-                {"s": entity, "at": candle.open_time},
-            )
-            assert analysis is not None
-            outcome = services.container.repo.register_setup_monitoring(
-                analysis["id"], run.scenario.max_reanalyses
-            )
-        else:
-            spec = item.spec
-            entry = spec.entry
-            if entry is None:
-                previous = run.stream_candles(stream)[index - 1] if index > 0 else None
-                entry = previous.close if previous is not None else candle.open
-            db.fetch_one(
-                "insert into public.positions (id, trader_id, symbol, side, entry_price, contracts,"
-                " initial_contracts, stop_loss, take_profit, opened_at)"
-                " values (%(p)s, %(t)s, %(y)s, %(side)s, %(e)s, %(c)s, %(c)s, %(sl)s, %(tp)s, %(at)s)"
-                " returning id",
-                {
-                    "p": entity,
-                    "t": item.trader_id,
-                    "y": candle.symbol,
-                    "side": spec.side.value,
-                    "e": entry,
-                    "c": spec.contracts,
-                    "sl": spec.stop_loss,
-                    "tp": spec.take_profit,
-                    "at": candle.open_time,
-                },
-            )
-            outcome = services.container.repo.register_position_management(entity)
-        if outcome.action not in ("registered", "already_registered"):
-            raise ReplayError(
-                f"{item.kind} {item.name} was not registered ({outcome.action}: {outcome.reason}); "
-                "is the rollout gate closed on this database?"
-            )
-
-
-def _script(run: ReplayRun, services: Services, candle: CandleClosed, index: int) -> None:
-    stub = services.stub
-    if stub is None:
-        return
-    stream = (candle.symbol, candle.interval)
-    for item in run.tracked:
-        if item.stream != stream or item.entity_id is None:
-            continue
-        if isinstance(item.spec, SignalSpec):
-            if index in item.spec.answers:
-                stub.queue_setup(item.entity_id, item.spec.answers[index])
-            if index in item.spec.position_answers:
-                if item.position_id is None:
-                    row = services.db.fetch_one(
-                        "select id from public.positions where signal_id = %(s)s", {"s": item.entity_id}
-                    )
-                    item.position_id = None if row is None else row["id"]
-                if item.position_id is not None:
-                    stub.queue_management(item.position_id, item.spec.position_answers[index])
-        elif index in item.spec.answers:
-            stub.queue_management(item.entity_id, item.spec.answers[index])
-
-
 def _play(run: ReplayRun, services: Services, clock: ReplayClock) -> None:
     from functions.core.contracts import DETAIL_TYPE, EVENT_SOURCE
 
     runner = services.runner()
-    traders: dict[str, uuid.UUID] = {}
-    db = services.db
-    first = run.data.candles[0]
-    clock.now = first.open_time
-    db.fetch_one(
-        "insert into public.user_profiles (id, email, subscription_tier) values (%(u)s, %(e)s, 'elite')"
-        " returning id",
-        {"u": run.user_id, "e": f"replay-{str(run.user_id)[:8]}@example.test"},
-    )
-    for _symbol, interval in run.streams:
-        if interval not in traders:
-            traders[interval] = uuid.uuid4()
-            db.fetch_one(
-                "insert into public.traders (id, user_id, name, auto_analyze_signals, filter)"
-                " values (%(t)s, %(u)s, %(n)s, false, %(f)s) returning id",
-                {
-                    "t": traders[interval],
-                    "u": run.user_id,
-                    "n": f"replay {interval}",
-                    "f": json.dumps({"interval": interval}),
-                },
-            )
-    signals = run.scenario.signals
-    if signals is None:
-        signals = [SignalSpec(symbol=s, interval=i, at=0, name=f"{s}-{i}") for s, i in run.streams]
-    for number, spec in enumerate(signals, start=1):
-        name, stream = resolve_entity(spec, run.streams, "signal", number)
-        run.tracked.append(_Tracked(name, "signal", stream, spec.at, spec, traders[stream[1]]))
-    for number, pspec in enumerate(run.scenario.positions, start=1):
-        name, stream = resolve_entity(pspec, run.streams, "position", number)
-        run.tracked.append(_Tracked(name, "position", stream, pspec.at, pspec, traders[stream[1]]))
-    names = [t.name for t in run.tracked]
-    if len(set(names)) != len(names):
-        raise InvalidInput("scenario names must be unique")
+    clock.now = run.data.candles[0].open_time
+    track(run, services)
 
     counters: Counter[StreamKey] = Counter()
     for candle in run.data.candles:
@@ -262,8 +140,8 @@ def _play(run: ReplayRun, services: Services, clock: ReplayClock) -> None:
         counters[stream] += 1
         run.index_of[(stream, candle.close_time)] = index
         clock.now = candle.open_time + timedelta(milliseconds=1)
-        _create_entities(run, services, candle, index)
-        _script(run, services, candle, index)
+        create_entities(run, services, candle, index)
+        script(run, services, candle, index)
         clock.now = candle.close_time + REPLAY_LAG
         response = services.events.put_events(
             Entries=[

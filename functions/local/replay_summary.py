@@ -9,6 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from functions.adapters.operations import ReplayReads
 from functions.core.backtest import Action, Bar, simulate
 from functions.core.errors import InvalidInput
 from functions.core.models import Side
@@ -35,41 +36,15 @@ def summarise(run: ReplayRun, db: Database, usd_per_1k: float) -> dict[str, Any]
     simulated result of every position against the candles."""
     signal_names = {t.entity_id: t.name for t in run.tracked if t.kind == "signal"}
     position_names = {t.entity_id: t.name for t in run.tracked if t.kind == "position"}
-    trader_ids = list({t.trader_id for t in run.tracked})
-    analyses = db.fetch_all(
-        "select a.signal_id, s.symbol, a.analysis_type, a.decision, a.confidence, a.candle_time,"
-        " a.prompt_tokens, a.completion_tokens, a.total_tokens, a.latency_ms, a.trade_plan"
-        " from public.signal_analyses a join public.signals s on s.id = a.signal_id"
-        " where s.trader_id = any(%(t)s) order by a.candle_time nulls first, a.signal_id",
-        {"t": trader_ids},
-    )
-    positions = db.fetch_all(
-        "select p.id, p.signal_id, p.symbol, p.side, p.entry_price, p.contracts, p.initial_contracts,"
-        " p.stop_loss, p.take_profit, p.status, p.exit_price, p.realized_pnl, p.close_reason"
-        " from public.positions p where p.trader_id = any(%(t)s) order by p.opened_at, p.id",
-        {"t": trader_ids},
-    )
+    reads = ReplayReads(db, list({t.trader_id for t in run.tracked}))
+    analyses = reads.analyses()
+    positions = reads.positions()
     for p in positions:
         if p["id"] not in position_names:
             position_names[p["id"]] = signal_names.get(p["signal_id"], str(p["id"])[:8])
-    decisions = db.fetch_all(
-        "select d.position_id, d.candle_time, d.action, d.params, d.source, d.status, d.rejection_reason,"
-        " d.confidence, d.price, d.before_state, d.after_state, d.prompt_tokens, d.completion_tokens,"
-        " d.total_tokens, d.latency_ms from public.management_decisions d"
-        " join public.positions p on p.id = d.position_id where p.trader_id = any(%(t)s)"
-        " order by d.candle_time, d.position_id",
-        {"t": trader_ids},
-    )
-    workflows = db.fetch_all(
-        "select w.workflow_type, w.is_active, w.stopped_reason from public.workflow_schedules w"
-        " where w.trader_id = any(%(t)s)",
-        {"t": trader_ids},
-    )
-    errors = db.fetch_all(
-        "select e.error_kind from public.workflow_errors e join public.workflow_schedules w"
-        " on w.id = e.workflow_id where w.trader_id = any(%(t)s)",
-        {"t": trader_ids},
-    )
+    decisions = reads.decisions()
+    workflows = reads.workflows()
+    errors = reads.errors()
 
     def stream_of(symbol: str, when: datetime | None) -> StreamKey | None:
         for s in run.streams:

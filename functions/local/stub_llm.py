@@ -33,8 +33,9 @@ runs, nothing recorded) as Supabase's does when it cannot reach a function.
 Token counts: `prompt_tokens`/`completion_tokens` (950/150) per answer, or, with
 `token_jitter` > 0, drawn around them from a seeded normal distribution.
 
-Files: this module is the stub's state and scripting API; `stub_answers.py` the
-heuristic and the answer shapes; `stub_http.py` the server and request handler.
+Files: this module is the stub's scripting API and its answering; `stub_state.py` the
+records it keeps (calls, config, queues); `stub_answers.py` the heuristic and the answer
+shapes; `stub_http.py` the server and request handler.
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -64,6 +64,9 @@ from functions.local.stub_answers import (
     management_answer,
     setup_answer,
 )
+from functions.local.stub_state import Failure, StubCall, StubConfig, StubState
+
+__all__ = ["ANALYZE_PATH", "EDGE_PREFIX", "MANAGE_PATH", "MODEL_NAME", "StubCall", "StubLlmProxy", "main"]
 
 if TYPE_CHECKING:
     from functions.local.stub_http import StubServer
@@ -76,56 +79,6 @@ MODEL_NAME = "stub-llm"
 ANY_ENTITY = "*"
 EDGE_PREFIX = "/functions/v1/"
 _INVALID_BODY = b'{"reasoning": "stub: scripted invalid answer"}'
-
-
-@dataclass(frozen=True)
-class StubCall:
-    """One request to an llm endpoint, as the stub saw and answered it.
-
-    `headers` keys are lower-case; `status` is None when no answer was sent (timeout mode).
-    """
-
-    path: str
-    headers: dict[str, str]
-    body: Any
-    status: int | None
-    answer: dict[str, Any] | None
-    entity_id: str | None = None
-
-    @property
-    def idempotency_key(self) -> str | None:
-        return self.headers.get("idempotency-key")
-
-
-@dataclass
-class _Config:
-    latency_ms: int = 0
-    failure_rate: float = 0.0
-    seed: int | None = 0
-    prompt_tokens: int = 950
-    completion_tokens: int = 150
-    # Relative standard deviation of the token counts: 0 serves exactly the counts above;
-    # 0.25 draws each answer's prompt and completion counts from a normal distribution
-    # around them (seeded by `seed`, at least 1 token each), as a real model varies.
-    token_jitter: float = 0.0
-    # How long "timeout" mode holds a request: longer than any sane client timeout; the
-    # wait is cut short by `stop()` so the server never lingers.
-    timeout_sleep_s: float = 30.0
-
-
-@dataclass
-class _Failure:
-    remaining: int
-    status: FailStatus
-
-
-@dataclass
-class _State:
-    queues: dict[tuple[Kind, str], deque[Answer]] = field(default_factory=dict)
-    failures: dict[str, deque[_Failure]] = field(default_factory=dict)
-    cache: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    calls: list[StubCall] = field(default_factory=list)
-    sequence: int = 0
 
 
 class StubLlmProxy:
@@ -144,8 +97,8 @@ class StubLlmProxy:
         self._port = port
         self._api_key = api_key or None
         self._lock = threading.Lock()
-        self._state = _State()
-        self._config = _Config()
+        self._state = StubState()
+        self._config = StubConfig()
         self._rng = random.Random(self._config.seed)
         self._token_rng = random.Random(self._config.seed)
         self._stopping = threading.Event()
@@ -217,7 +170,7 @@ class StubLlmProxy:
             raise ValueError("status must be an HTTP error code, 'timeout' or 'invalid'")
         with self._lock:
             failures = self._state.failures.setdefault(str(entity_id), deque())
-            failures.append(_Failure(times, status))
+            failures.append(Failure(times, status))
 
     def configure(self, **options: Any) -> None:
         """Set `latency_ms`, `failure_rate` (random 500s), `seed`, `prompt_tokens`,
@@ -247,8 +200,8 @@ class StubLlmProxy:
     def reset(self) -> None:
         """Back to as-constructed: queues, failures, idempotency cache, calls and config."""
         with self._lock:
-            self._state = _State()
-            self._config = _Config()
+            self._state = StubState()
+            self._config = StubConfig()
             self._rng = random.Random(self._config.seed)
             self._relay_failures = 0
             self._token_rng = random.Random(self._config.seed)

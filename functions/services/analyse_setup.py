@@ -25,8 +25,9 @@ from functions.core.models import (
     SetupOutcome,
     TraceMetadata,
 )
+from functions.core.operator import InitialAnalysisBy
 from functions.core.telemetry import SERVICE, LogEvent, MetricName
-from functions.core.vocabulary import JobStatus, SetupResult, StopReason
+from functions.core.vocabulary import JobStatus, SetupResult, SkipReason, StopReason
 from functions.services.jobs import (
     JobOutcome,
     WorkerConfig,
@@ -203,6 +204,11 @@ def _initial(
     deadline: float | None,
 ) -> JobOutcome:
     assert job.signal_id is not None
+    if config.initial_analysis_by is InitialAnalysisBy.PLATFORM:
+        # Queued before INITIAL_ANALYSIS_BY switched to `platform` (or redelivered after):
+        # the platform's trigger analyses the signal now, and a second paid call for one
+        # signal is what the setting exists to prevent. Nothing is claimed or written.
+        return skipped_claim(job, SkipReason.INITIAL_ANALYSIS_BY_PLATFORM, metrics)
     claim = repo.claim_initial_analysis(job.signal_id, config.claim_lease_s)
     if not claim.claimed:
         return skipped_claim(job, claim.reason, metrics)

@@ -24,6 +24,7 @@ from functions.core.errors import (
 )
 from functions.core.guardrails import GuardrailConfig
 from functions.core.models import LlmResult
+from functions.core.operator import InitialAnalysisBy
 from functions.core.telemetry import SERVICE, LogEvent, MetricName
 from functions.core.vocabulary import ClaimReason, ErrorKind, JobStatus, StopReason
 from functions.services.log_fields import error_fields, workflow_fields
@@ -42,6 +43,8 @@ class WorkerConfig:
     stage: str = "local"
     paper_execution: bool = False
     guardrails: GuardrailConfig = field(default_factory=GuardrailConfig)
+    # Who analyses a new signal first (`INITIAL_ANALYSIS_BY`); `platform`: never cmon.
+    initial_analysis_by: InitialAnalysisBy = InitialAnalysisBy.CMON
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,8 @@ def count_failure(kind: ErrorKind, metrics: Metrics) -> None:
 
 
 def skipped_claim(job: AnalysisJob, reason: str, metrics: Metrics) -> JobOutcome:
-    """A refused claim: nothing was asked of the LLM and nothing counts toward auto-disable."""
+    """A refused claim, or a job a setting says is not ours (`SkipReason`): nothing was
+    asked of the LLM and nothing counts toward auto-disable."""
     if reason in _SKIP_METRICS:
         metrics.count(_SKIP_METRICS[reason])
     log.info("Job skipped", extra={"workflow_id": str(job.workflow_id), "reason": reason})

@@ -98,7 +98,10 @@ class Claims(Protocol):
 
 
 class Contexts(Protocol):
-    """What a prompt needs, read as one snapshot."""
+    """What a prompt needs, read as one snapshot in one round trip (the Postgres adapter
+    calls `setup_job_context` / `position_job_context` once). The dicts are the prompt's
+    JSON as llm-proxy receives it: numbers as decimal strings, times as ISO 8601. Raises
+    `NotFound` for an unknown workflow or signal."""
 
     def setup_context(
         self, *, workflow_id: UUID | None = None, signal_id: UUID | None = None

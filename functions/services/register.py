@@ -14,6 +14,7 @@ from functions.core.errors import PublishError
 from functions.core.models import Registration
 from functions.core.operator import InitialAnalysisBy
 from functions.core.telemetry import SERVICE, LogEvent, MetricName
+from functions.core.vocabulary import SkipReason
 from functions.core.webhooks import CommandKind, parse_payload, route
 from functions.services.log_fields import identity_fields
 from functions.services.ports import JobQueue, Metrics, RegistrationStore
@@ -51,7 +52,11 @@ def handle_webhook(
     elif command.kind is CommandKind.QUEUE_INITIAL_ANALYSIS:
         assert command.entity_id is not None
         if initial_analysis_by is InitialAnalysisBy.PLATFORM:
-            return {"action": "ignored", "reason": "initial_analysis_by_platform", "table": payload.table}
+            return {
+                "action": "ignored",
+                "reason": SkipReason.INITIAL_ANALYSIS_BY_PLATFORM,
+                "table": payload.table,
+            }
         wanted, reason = repo.initial_analysis_wanted(command.entity_id)
         if not wanted:
             return {"action": "ignored", "reason": reason, "table": payload.table}

@@ -15,6 +15,7 @@ insert into pg_temp.contract (name, args, result, callers) values
     ('_ledger_call', 'p_trader_id uuid, p_workflow_id uuid, p_signal_id uuid, p_position_id uuid, p_candle_time timestamp with time zone, p_analysis_type text, p_outcome text, p_prompt_tokens integer, p_completion_tokens integer, p_total_tokens integer, p_latency_ms integer, p_model text, p_trace_id text', 'void', default),
     ('_open_position_from_plan', 'p_signal_id uuid, p_plan jsonb, p_price numeric', 'jsonb', default),
     ('_position_state', 'p positions', 'jsonb', default),
+    ('_prompt_row', 'p_table regclass, p_row jsonb, p_columns text[]', 'json', default),
     ('_register_setup', 'p_signal_id uuid, p_max_reanalyses integer', 'jsonb', default),
     ('_rollout_counts', 'p_settings rollout_settings', 'jsonb', default),
     ('_rollout_write', 'p_changes jsonb, p_actor text', 'rollout_settings', default),
@@ -26,6 +27,7 @@ insert into pg_temp.contract (name, args, result, callers) values
     ('list_rollbacks', 'p_limit integer', 'jsonb', default),
     ('llm_ledger_summary', 'p_since timestamp with time zone', 'jsonb', default),
     ('monitoring_allowed', 'p_user_id uuid', 'boolean', default),
+    ('position_job_context', 'p_workflow_id uuid, p_history integer', 'json', default),
     ('reconcile_workflows', 'p_max_reanalyses integer', 'jsonb', default),
     ('record_initial_analysis', 'p_signal_id uuid, p_decision text, p_confidence numeric, p_reasoning text, p_trade_plan jsonb, p_prompt_tokens integer, p_completion_tokens integer, p_total_tokens integer, p_latency_ms integer, p_model text, p_trace_id text, p_max_reanalyses integer', 'jsonb', default),
     ('record_initial_failure', 'p_signal_id uuid, p_error_kind text, p_message text, p_release_claim boolean, p_prompt_tokens integer, p_completion_tokens integer, p_total_tokens integer, p_latency_ms integer, p_model text, p_trace_id text', 'jsonb', default),
@@ -44,6 +46,7 @@ insert into pg_temp.contract (name, args, result, callers) values
     ('rollout_shadow_admits', 'p_settings rollout_settings, p_user_id uuid, p_tier text', 'boolean', default),
     ('rollout_status', '', 'jsonb', default),
     ('rollout_update', 'p_changes jsonb, p_actor text, p_reason text, p_dry_run boolean', 'jsonb', default),
+    ('setup_job_context', 'p_workflow_id uuid, p_signal_id uuid, p_history integer', 'json', default),
     ('signals_missing_initial_analysis', 'p_min_age_seconds integer, p_max_age_seconds integer, p_limit integer', 'SETOF uuid', default),
     ('stop_position_management', 'p_position_id uuid, p_reason text', 'jsonb', default),
     ('stop_workflow', 'p_workflow_id uuid, p_reason text', 'jsonb', default),
@@ -117,6 +120,17 @@ select is((select stop_workflow((select (first ->> 'workflow_id')::uuid from pg_
 select is((select count(*) from public.workflow_schedules where is_active
            and position_id = '00000000-0000-4000-8000-0000000000c3'), 0::bigint,
           'a stopped workflow is inactive');
+
+-- A job's prompt context: one call, numbers as their decimal text, the columns in table order.
+select is((select json_typeof(public.position_job_context((select (first ->> 'workflow_id')::uuid from pg_temp.reg))
+                              -> 'position' -> 'entry_price')), 'string',
+          'position_job_context: a numeric is its decimal text, not a JSON number');
+select is((select (select string_agg(k, ',') from json_object_keys(
+                      public.position_job_context((select (first ->> 'workflow_id')::uuid from pg_temp.reg))
+                      -> 'position') k) like 'id,trader_id,signal_id,symbol,side,entry_price,%'),
+          true, 'position_job_context: the position''s columns in table order');
+select throws_ok($$ select public.setup_job_context(p_workflow_id => gen_random_uuid()) $$, 'P0002', NULL,
+                 'setup_job_context: an unknown workflow is not found');
 
 -- The shadow cohort: the next buckets after the live ones, never a live user.
 update public.rollout_settings set percent = 0, shadow_percent = 100, tiers = null where id;

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from functions.cli import main
+from functions.core.contracts import AnalysisJob, JobKind
 from functions.handlers import api, reconciler
 from functions.local.runner import LambdaContext
 from tests.support import factories as f
@@ -223,6 +224,26 @@ def test_with_the_platform_doing_initial_analysis_cmon_never_runs_its_own(db_url
             webhook_body("signal_analyses", "INSERT", {"id": str(analysis), "decision": "wait"})
         )
         assert wait["action"] == "registered"
+
+
+def test_an_initial_job_queued_before_the_switch_to_platform_is_skipped(db_url: str) -> None:
+    """The job was queued while cmon did initial analyses; the worker now runs with
+    INITIAL_ANALYSIS_BY=platform: no claim, no LLM call, no row; the signal stays new
+    for the platform's own analysis."""
+    with running_stack(db_url, initial_analysis_by="platform") as s:
+        signal, _ = new_signal(s)
+        job = AnalysisJob(kind=JobKind.INITIAL_ANALYSIS, signal_id=signal)
+        s.sqs.send_message(QueueUrl=s.aws.setup_queue_url, MessageBody=job.model_dump_json())
+        s.runner.run_until_idle()
+        assert s.queue_depth(s.aws.setup_queue_url) == 0  # done with, not retried
+        assert s.llm.calls == []
+        row = s.db.fetch_one(
+            "select s.status, s.initial_claimed_at, (select count(*) from public.signal_analyses a"
+            " where a.signal_id = s.id) as analyses, (select count(*) from public.llm_calls c"
+            " where c.signal_id = s.id) as calls from public.signals s where s.id = %(s)s",
+            {"s": signal},
+        )
+        assert row == {"status": "new", "initial_claimed_at": None, "analyses": 0, "calls": 0}
 
 
 def test_with_cmon_doing_initial_analysis_the_webhook_and_the_reconciler_queue_it(db_url: str) -> None:

@@ -40,6 +40,7 @@ SETUP_E2E = "tests/e2e/test_setup_monitoring.py::test_"
 POSITION_E2E = "tests/e2e/test_position_management.py::test_"
 CONCURRENCY = "tests/e2e/test_concurrency.py::test_"
 SHADOW = "tests/functional/test_shadow_sql.py::test_"
+CTX = "tests/functional/test_job_context.py::test_"
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,39 @@ MUTATIONS: tuple[Mutation, ...] = (
     M("shadow: registration marks the workflow", "_workflow_shadow_at_registration",
       "new.shadow := new.shadow or coalesce(", "new.shadow := new.shadow and coalesce(",
       (SHADOW + "a_shadow_users_registration_is_monitored_marked_and_leaves_the_signal_new",)),
+    # a job's prompt context: one call, the bytes the old reads sent
+    M("context: a number is its decimal text, not a JSON number", "_prompt_row",
+      "then pg_catalog.to_json(p_row ->> a.attname::text)", "then (p_row -> a.attname::text)::json",
+      (CTX + "the_position_prompt_is_byte_identical_to_the_old_reads",)),
+    M("context: a timestamp's fraction only when it has microseconds", "_prompt_row",
+      "to_char(ts.v, 'US') <> '000000'", "to_char(ts.v, 'US') >= '000000'",
+      (CTX + "the_timestamps_read_as_python_wrote_them",)),
+    M("context: a negative offset keeps its sign", "_prompt_row",
+      "case when ts.off < 0 then '-' else '+' end", "'+'",
+      (CTX + "the_setup_prompt_is_byte_identical_to_the_old_reads",)),
+    M("context: the columns in table order", "_prompt_row",
+      "order by coalesce(pg_catalog.array_position(p_columns, a.attname::text), a.attnum)",
+      "order by a.attname", (CTX + "the_setup_prompt_is_byte_identical_to_the_old_reads",)),
+    M("context: the newest analyses", "setup_job_context",
+      "order by x.created_at desc, x.id desc", "order by x.created_at, x.id",
+      (CTX + "the_setup_prompt_is_byte_identical_to_the_old_reads",)),
+    M("context: analyses newest first, a tie broken by id", "setup_job_context",
+      "order by a.created_at desc, a.id desc), '[]'::json)", "order by a.created_at desc, a.id), '[]'::json)",
+      (CTX + "the_setup_prompt_is_byte_identical_to_the_old_reads",)),
+    M("context: a monitoring job reads its workflow's signal", "setup_job_context",
+      "case when p_workflow_id is not null then w.signal_id else p_signal_id end", "p_signal_id",
+      (CTX + "the_setup_prompt_is_byte_identical_to_the_old_reads",)),
+    M("context: an unknown workflow is not found", "setup_job_context",
+      "if p_workflow_id is not null and not v_workflow_found then", NEVER,
+      (CTX + "an_unknown_workflow_or_signal_is_not_found",)),
+    M("context: the newest decisions", "position_job_context",
+      "order by x.candle_time desc", "order by x.candle_time",
+      (CTX + "the_position_prompt_is_byte_identical_to_the_old_reads",)),
+    M("context: decisions newest first", "position_job_context",
+      "order by d.candle_time desc), '[]'::json)", "order by d.candle_time), '[]'::json)",
+      (CTX + "the_position_prompt_is_byte_identical_to_the_old_reads",)),
+    M("context: only a position workflow has a position context", "position_job_context",
+      "if v_context is null then", NEVER, (CTX + "an_unknown_workflow_or_signal_is_not_found",)),
     M("gate: a percentage, not on/off", "rollout_admits",
       "public.rollout_bucket(p_user_id) < p_settings.percent", "p_settings.percent > 0",
       (G + "the_gate_admits_a_percentage_of_users_by_their_stable_bucket",)),
