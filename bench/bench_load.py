@@ -4,15 +4,20 @@ Run: `.venv/bin/python -m bench.bench_load` (defaults: N = 50 and 1000, C = 100,
 jittered ±10 %; `--sizes 50 1000 10000` adds the 10k run, minutes on 2 cores).
 
 The real path around the LLM: the real fan-out service and SQL query build the N jobs;
-C worker threads — each with its own Postgres connection and its own httpx client, as
-C Lambda containers would have — claim, load context, call the stub llm-proxy over
-loopback HTTP and record + apply. Only SQS is left out (jobs go from the fan-out to an
-in-memory queue the workers drain): moto's SQS is the slowest part of a local run and
-says nothing about AWS.
+C workers -- each with its own Postgres connection and its own httpx client, as C
+Lambda containers would have -- claim, load context, call the stub llm-proxy over
+loopback HTTP and record + apply. The workers are threads spread over P interpreters
+(default one per core: Lambda containers do not share an interpreter lock); the stub
+runs in a process of its own, as llm-proxy is its own service. Each worker first runs
+one job on another stream, as a warm container has (`--cold` skips it: every worker
+then starts on a fresh backend). Only SQS is left out (jobs go from the fan-out to a
+process-shared queue the workers drain): moto's SQS is the slowest part of a local run
+and says nothing about AWS.
 
 The floor is ceil(N / C) x L: C workers cannot finish N calls of L seconds faster. Printed:
 wall time and its ratio to the floor, per-job overhead (job time minus the LLM's time,
-p50/p95), the process's peak memory and the most database connections seen at once.
+p50/p95), the worker processes' peak memory (summed) and the most database connections
+seen at once.
 """
 
 from __future__ import annotations
