@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import gc
 import json
 import os
 import platform
@@ -211,6 +212,7 @@ def measure(
     best: dict[str, tuple[float, int]] = {}
     for _ in range(repeat):
         for name, fn in contenders:
+            gc.collect()  # the garbage of the previous contender is not this one's to pay
             start = time.perf_counter()
             closed = fn(frames)
             seconds = time.perf_counter() - start
