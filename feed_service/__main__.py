@@ -18,17 +18,15 @@ import json
 import logging
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from feed_service.app import FeedApp, Mode
+from feed_service.app import FeedApp, Mode, parse_market_option
 from feed_service.metrics import FeedMetrics
 from feed_service.publisher import EventBridgePublisher, Publisher, StdoutPublisher
 from feed_service.settings import FeedSettings
 from feed_service.streams import parse_streams
-from functions.core.contracts import Market
 from functions.core.errors import CmonError
 from functions.core.logs import service_logger
 
@@ -85,18 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _parse_market(value: str) -> tuple[Mode, Market | None, Path | None]:
-    if value in ("live", ""):
-        return Mode.LIVE, None, None
-    if value in ("spot", "usdm"):
-        return Mode.LIVE, Market(value), None
-    if value == "simulate":
-        return Mode.SIMULATE, None, None
-    if value.startswith("replay:") and len(value) > len("replay:"):
-        return Mode.REPLAY, None, Path(value.removeprefix("replay:"))
-    raise ValueError(f"unknown --market {value!r}")
-
-
 def _make_publisher(sink: str, settings: FeedSettings, metrics: FeedMetrics) -> Publisher:
     if sink == "stdout":
         return StdoutPublisher()
@@ -131,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     # carry the candles themselves (the stdout sink).
     service_logger("cmon-feed", stream=sys.stderr, level=args.log_level)
     try:
-        mode, market, replay_path = _parse_market(args.market)
+        mode, market, replay_path = parse_market_option(args.market)
         overrides: dict[str, Any] = {}
         if market is not None:
             overrides["binance_market"] = market

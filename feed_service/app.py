@@ -1,5 +1,8 @@
 """Wires a source, the router, a publisher, health and metrics into one running feed.
 
+The composition root: the one module (with `settings`) that knows the venue is Binance
+(`BinanceVenue`, `KlinesClient`); everything it wires is venue-neutral.
+
 `FeedApp` is what `main()` runs and what functional tests start in-process: every
 dependency (publisher, clock, stream provider) can be passed in, and nothing is read
 from the environment here — `FeedSettings` arrives already built.
@@ -16,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from feed_service.binance import KlineParser, KlinesClient
+from feed_service.binance import BinanceVenue, KlineParser, KlinesClient
 from feed_service.health import HealthReport, HealthServer, stream_health, stream_lags
 from feed_service.metrics import FeedMetrics
 from feed_service.publisher import EventBridgePublisher, MeteredPublisher, Publisher
@@ -25,7 +28,9 @@ from feed_service.settings import FeedSettings
 from feed_service.sources import LiveFeed, ReplaySource, SimulatedMarket
 from feed_service.subscriptions import StreamProvider, WorkflowStreams
 from feed_service.supervisor import ConnectionPolicy
-from feed_service.timing import Backoff, WallClock
+from feed_service.timing import WallClock
+from functions.core.contracts import Market
+from functions.core.retry import BackoffPolicy
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,22 @@ class Mode(StrEnum):
     LIVE = "live"
     SIMULATE = "simulate"
     REPLAY = "replay"
+
+
+def parse_market_option(value: str) -> tuple[Mode, Market | None, Path | None]:
+    """`--market` of `cmon feed` and `cmon local`: (mode, forced market, replay file).
+
+    One reading for both commands, so `cmon local --market` can never accept what the
+    feed itself would refuse."""
+    if value in ("live", ""):
+        return Mode.LIVE, None, None
+    if value in ("spot", "usdm"):
+        return Mode.LIVE, Market(value), None
+    if value == "simulate":
+        return Mode.SIMULATE, None, None
+    if value.startswith("replay:") and len(value) > len("replay:"):
+        return Mode.REPLAY, None, Path(value.removeprefix("replay:"))
+    raise ValueError(f"unknown --market {value!r} (live, spot, usdm, simulate or replay:FILE)")
 
 
 class FeedApp:
@@ -108,7 +129,7 @@ class FeedApp:
                 http=self._http,
                 max_attempts=settings.feed_rest_max_attempts,
                 max_wait_s=settings.feed_rest_max_wait_s,
-                backoff=Backoff(0.5, max(1.0, settings.feed_rest_max_wait_s)),
+                backoff=BackoffPolicy(base_s=0.5, cap_s=max(1.0, settings.feed_rest_max_wait_s)),
                 clock=self._clock,
             )
         self.router = CandleRouter(
@@ -169,7 +190,7 @@ class FeedApp:
             self.live = LiveFeed(
                 policy,
                 router,
-                KlineParser(settings.market),
+                BinanceVenue(settings.market),
                 static=settings.streams,
                 max_streams_per_connection=settings.max_streams_per_connection,
                 provider=self._provider,
@@ -191,7 +212,7 @@ class FeedApp:
             await market.run(router.on_candle)
         else:
             assert self._replay_path is not None
-            replay = ReplaySource(self._replay_path, market=settings.market, metrics=self.metrics)
+            replay = ReplaySource(self._replay_path, KlineParser(settings.market), metrics=self.metrics)
             count = await replay.run(router.on_candle)
             log.info(
                 "replay done: %d frames, %d closed candles, %d malformed",

@@ -1,34 +1,32 @@
-"""One WebSocket connection to a Binance stream endpoint.
+"""One WebSocket connection to a venue's stream endpoint, venue-neutral.
 
-The connection knows the wire protocol of subscriptions (SUBSCRIBE / UNSUBSCRIBE with
-numbered answers, the per-connection message rate) but not what the frames mean: it
-hands every frame to `on_message` and lets the supervisor decide when to replace it.
-Pings are answered by websockets itself; we send no pings of our own because Binance
-counts them against the same 5 (spot) or 10 (futures) messages a second.
+The connection keeps the life of subscriptions (numbered requests, each awaited until
+its answer, spaced by the per-connection message rate) but asks its `Venue` for
+everything on the wire: the URL, the stream names, the request frames. It does not know
+what the frames mean: it hands every frame to `on_message` (whose parser reports the
+answers back through `resolve`) and lets the supervisor decide when to replace it.
+Pings are answered by websockets itself; we send no pings of our own because venues
+(Binance: 5 spot, 10 futures messages a second) count them against the same rate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from enum import StrEnum
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from feed_service.timing import RateLimiter
+from feed_service.venue import Subscription, Venue
+from functions.core.batches import chunks
 from functions.core.errors import TransientError
 
 log = logging.getLogger(__name__)
-
-# Streams named in the connect URL cost no control message; beyond this the URL gets
-# long, so the rest is subscribed with messages.
-URL_STREAMS_MAX = 100
-PARAMS_PER_MESSAGE = 100
 
 MessageHandler = Callable[["Connection", str | bytes], Awaitable[None]]
 
@@ -40,13 +38,14 @@ class ConnectionState(StrEnum):
 
 
 class SubscriptionError(TransientError):
-    """Binance refused or did not answer a SUBSCRIBE/UNSUBSCRIBE."""
+    """The venue refused or did not answer a subscribe/unsubscribe request."""
 
 
 class Connection:
     def __init__(
         self,
         name: str,
+        venue: Venue,
         base_url: str,
         on_message: MessageHandler,
         *,
@@ -56,6 +55,7 @@ class Connection:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
+        self._venue = venue
         self._base_url = base_url
         self._on_message = on_message
         self._limiter = RateLimiter(max_messages_per_second, monotonic=monotonic)
@@ -76,13 +76,10 @@ class Connection:
         # Set whenever the supervisor should look at this connection again.
         self.attention = asyncio.Event()
 
-    def url_for(self, streams: Collection[str]) -> str:
-        first = sorted(streams)[:URL_STREAMS_MAX]
-        return f"{self._base_url}/stream?streams={'/'.join(first)}" if first else f"{self._base_url}/ws"
-
     async def open(self, streams: Collection[str]) -> None:
-        """Connect, subscribe to `streams`, and return once Binance confirmed them all."""
-        url = self.url_for(streams)
+        """Connect, subscribe to `streams` (wire names), and return once the venue
+        confirmed them all."""
+        url, in_url = self._venue.connect_url(self._base_url, streams)
         try:
             async with asyncio.timeout(self._connect_timeout_s):
                 self._ws = await connect(
@@ -93,25 +90,24 @@ class Connection:
             raise
         self.opened_at = self.last_message_at = self._monotonic()
         self.state = ConnectionState.OPEN
-        in_url = set(sorted(streams)[:URL_STREAMS_MAX]) if "/stream?" in url else set()
         self.streams = set(in_url)
         self._reader = asyncio.create_task(self._read(), name=f"ws-reader-{self.name}")
         await self.subscribe(set(streams) - in_url)
 
     async def subscribe(self, streams: Iterable[str]) -> None:
         names = sorted(set(streams) - self.streams)
-        for chunk in _chunks(names, PARAMS_PER_MESSAGE):
-            await self._request("SUBSCRIBE", chunk)
+        for chunk in chunks(names, self._venue.names_per_request):
+            await self._request(Subscription.SUBSCRIBE, chunk)
             self.streams.update(chunk)
 
     async def unsubscribe(self, streams: Iterable[str]) -> None:
         names = sorted(set(streams) & self.streams)
-        for chunk in _chunks(names, PARAMS_PER_MESSAGE):
-            await self._request("UNSUBSCRIBE", chunk)
+        for chunk in chunks(names, self._venue.names_per_request):
+            await self._request(Subscription.UNSUBSCRIBE, chunk)
             self.streams.difference_update(chunk)
 
     def resolve(self, request_id: int, error: str | None) -> None:
-        """Called by the frame handler when Binance answers a request."""
+        """Called by the frame handler when the venue answers a request."""
         future = self._pending.pop(request_id, None)
         if future is None or future.done():
             return
@@ -121,7 +117,7 @@ class Connection:
             future.set_exception(SubscriptionError(f"request {request_id} refused: {error}"))
 
     def request_shutdown(self) -> None:
-        """Binance announced it will close this connection (`serverShutdown`)."""
+        """The venue announced it will close this connection (Binance: `serverShutdown`)."""
         self.shutdown_requested = True
         self.attention.set()
 
@@ -134,22 +130,22 @@ class Connection:
             await asyncio.gather(self._reader, return_exceptions=True)
         self._mark_closed(reason)
 
-    async def _request(self, method: str, params: list[str]) -> None:
+    async def _request(self, kind: Subscription, names: Sequence[str]) -> None:
         ws = self._ws
         if ws is None or self.state is not ConnectionState.OPEN:
-            raise SubscriptionError(f"{method} on a connection that is not open")
+            raise SubscriptionError(f"{kind} on a connection that is not open")
         request_id = next(self._ids)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         await self._limiter.acquire()
         try:
-            await ws.send(json.dumps({"method": method, "params": params, "id": request_id}))
+            await ws.send(self._venue.request(kind, request_id, names))
             async with asyncio.timeout(self._ack_timeout_s):
                 await future
         except TimeoutError:
-            raise SubscriptionError(f"{method} {request_id} not answered") from None
+            raise SubscriptionError(f"{kind} {request_id} not answered") from None
         except ConnectionClosed as e:
-            raise SubscriptionError(f"{method} {request_id}: connection closed") from e
+            raise SubscriptionError(f"{kind} {request_id}: connection closed") from e
         finally:
             self._pending.pop(request_id, None)
 
@@ -184,8 +180,3 @@ class Connection:
                 future.set_exception(SubscriptionError(f"connection closed: {reason}"))
         self._pending.clear()
         self.attention.set()
-
-
-def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import json
 import logging
+import random
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -20,9 +21,10 @@ from typing import Any, Protocol, TextIO, runtime_checkable
 from botocore.exceptions import BotoCoreError, ClientError
 
 from feed_service.metrics import FeedMetrics
-from feed_service.timing import Backoff, Sleeper, WallClock
+from feed_service.timing import Sleeper, WallClock
 from functions.core.contracts import DETAIL_TYPE, EVENT_SOURCE, CandleClosed, CandleSource
 from functions.core.errors import PublishError
+from functions.core.retry import BackoffPolicy
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +115,8 @@ class EventBridgePublisher:
     PutEvents is not all-or-nothing: a 200 answer may carry `FailedEntryCount > 0` with
     an `ErrorCode` on some entries (throttling, internal errors). Re-sending the whole
     batch would duplicate the successful ones, so only the failed entries go again,
-    after a capped, jittered backoff. The boto3 call blocks, so it runs in a thread.
+    after the shared full-jitter backoff (`functions.core.retry`). The boto3 call
+    blocks, so it runs in a thread.
 
     `client` is a boto3 `events` client (or any object with a compatible `put_events`).
     """
@@ -130,12 +133,14 @@ class EventBridgePublisher:
         flush_timeout_s: float = 20.0,
         clock: WallClock = time.time,
         sleep: Sleeper = asyncio.sleep,
+        draw: Callable[[], float] = random.random,
     ) -> None:
         self._client = client
         self._bus_name = bus_name
         self._queue: asyncio.Queue[CandleClosed] = asyncio.Queue(maxsize=queue_size)
         self._metrics = metrics
-        self._backoff = Backoff(base_s=min(0.1, backoff_max_s), max_s=backoff_max_s)
+        self._backoff = BackoffPolicy(base_s=min(0.1, backoff_max_s), cap_s=backoff_max_s)
+        self._draw = draw
         self._max_attempts = max_attempts
         self._flush_timeout_s = flush_timeout_s
         self._clock = clock
@@ -202,7 +207,6 @@ class EventBridgePublisher:
 
     async def _send(self, batch: list[CandleClosed]) -> None:
         pending = [(candle, self._entry(candle)) for candle in batch]
-        self._backoff.reset()
         attempt = 0
         while pending:
             attempt += 1
@@ -248,7 +252,7 @@ class EventBridgePublisher:
                     [f"{c.symbol}@{c.interval}:{c.open_time.isoformat()}" for c, _ in pending],
                 )
                 return
-            await self._sleep(self._backoff.next_delay())
+            await self._sleep(self._backoff.delay(attempt, self._draw()))
 
     def _delivered(self, candles: list[CandleClosed]) -> None:
         self.delivered += len(candles)

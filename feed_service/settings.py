@@ -11,17 +11,9 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from feed_service.binance import MARKETS, BinanceMarket
 from feed_service.streams import StreamId, parse_streams
 from functions.core.contracts import Market
-
-# Binance's published limits per market. The per-connection stream cap for USD-M is
-# not documented as a hard number; 200 is what the exchange recommends planning for.
-DEFAULT_WS_URL = {Market.SPOT: "wss://stream.binance.com:9443", Market.USDM: "wss://fstream.binance.com"}
-DEFAULT_REST_URL = {Market.SPOT: "https://api.binance.com", Market.USDM: "https://fapi.binance.com"}
-MAX_STREAMS_PER_CONNECTION = {Market.SPOT: 1024, Market.USDM: 200}
-MAX_MESSAGES_PER_SECOND = {Market.SPOT: 5, Market.USDM: 10}
-KLINES_PATH = {Market.SPOT: "/api/v3/klines", Market.USDM: "/fapi/v1/klines"}
-KLINES_LIMIT = {Market.SPOT: 1000, Market.USDM: 1500}
 
 
 class FeedSettings(BaseSettings):
@@ -79,29 +71,34 @@ class FeedSettings(BaseSettings):
         return self.binance_market
 
     @property
+    def binance_defaults(self) -> BinanceMarket:
+        """The market's published endpoints and limits (`feed_service.binance.MARKETS`)."""
+        return MARKETS[self.market]
+
+    @property
     def streams(self) -> frozenset[StreamId]:
         return frozenset(parse_streams(self.feed_streams))
 
     @property
     def ws_url(self) -> str:
-        return (self.binance_ws_url or DEFAULT_WS_URL[self.market]).rstrip("/")
+        return (self.binance_ws_url or self.binance_defaults.ws_url).rstrip("/")
 
     @property
     def rest_url(self) -> str:
-        return (self.binance_rest_url or DEFAULT_REST_URL[self.market]).rstrip("/")
+        return (self.binance_rest_url or self.binance_defaults.rest_url).rstrip("/")
 
     @property
     def max_streams_per_connection(self) -> int:
-        return self.feed_max_streams_per_connection or MAX_STREAMS_PER_CONNECTION[self.market]
+        return self.feed_max_streams_per_connection or self.binance_defaults.max_streams_per_connection
 
     @property
     def max_messages_per_second(self) -> float:
-        return self.feed_max_messages_per_second or MAX_MESSAGES_PER_SECOND[self.market]
+        return self.feed_max_messages_per_second or self.binance_defaults.max_messages_per_second
 
     @property
     def klines_url(self) -> str:
-        return self.rest_url + KLINES_PATH[self.market]
+        return self.rest_url + self.binance_defaults.klines_path
 
     @property
     def klines_limit(self) -> int:
-        return KLINES_LIMIT[self.market]
+        return self.binance_defaults.klines_limit

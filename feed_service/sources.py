@@ -1,4 +1,4 @@
-"""Where candles come from: Binance live, a simulator, or a recorded file.
+"""Where candles come from: a venue live (Binance), a simulator, or a recorded file.
 
 All three end in the same `CandleRouter`, so dedup, gap handling, metrics and the
 publisher behave identically whether the market is real or not. The simulator is
@@ -20,13 +20,13 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
-from feed_service.binance import FrameKind, KlineParser, MalformedFrame
 from feed_service.metrics import FeedMetrics
 from feed_service.router import CandleRouter
 from feed_service.streams import StreamId
 from feed_service.subscriptions import StreamProvider, SubscriptionManager
 from feed_service.supervisor import ConnectionPolicy, ShardPool, ShardSupervisor
 from feed_service.timing import Sleeper, WallClock
+from feed_service.venue import FrameKind, FrameParser, MalformedFrame, Venue
 from functions.core import intervals
 from functions.core.contracts import CandleClosed, CandleSource, Market
 
@@ -36,13 +36,13 @@ CandleSink = Callable[[CandleClosed], Awaitable[None]]
 
 
 class LiveFeed:
-    """Binance kline streams, sharded and kept alive, subscriptions refreshed."""
+    """A venue's kline streams, sharded and kept alive, subscriptions refreshed."""
 
     def __init__(
         self,
         policy: ConnectionPolicy,
         router: CandleRouter,
-        parser: KlineParser,
+        venue: Venue,
         *,
         static: frozenset[StreamId],
         max_streams_per_connection: int,
@@ -52,7 +52,7 @@ class LiveFeed:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         def make_shard(shard_id: int) -> ShardSupervisor:
-            return ShardSupervisor(shard_id, policy, router, parser, metrics=metrics, monotonic=monotonic)
+            return ShardSupervisor(shard_id, policy, router, venue, metrics=metrics, monotonic=monotonic)
 
         self.pool = ShardPool(max_streams_per_connection, make_shard, router)
         self.subscriptions = SubscriptionManager(self.pool, static, provider=provider, refresh_s=refresh_s)
@@ -220,18 +220,17 @@ class SimulatedMarket:
 
 
 class ReplaySource:
-    """Closed candles from a recorded `.jsonl` of raw or combined Binance frames.
+    """Closed candles from a recorded `.jsonl` of frames, read by the venue's `parser`
+    (the app passes Binance's `KlineParser`: raw or combined kline frames).
 
     Frames are replayed as fast as they can be read: a replay is for checking what the
     feed makes of a recording, not for reproducing its timing. Malformed lines are
     logged and counted, like on the wire.
     """
 
-    def __init__(
-        self, path: Path, *, market: Market = Market.SPOT, metrics: FeedMetrics | None = None
-    ) -> None:
+    def __init__(self, path: Path, parser: FrameParser, *, metrics: FeedMetrics | None = None) -> None:
         self.path = path
-        self._parser = KlineParser(market)
+        self._parser = parser
         self._metrics = metrics
         self.frames = 0
         self.malformed = 0

@@ -1,4 +1,5 @@
-"""Stream identities: `BTCUSDT@1m` in configuration, `btcusdt@kline_1m` on the wire."""
+"""Stream identities: `BTCUSDT@1m` in configuration; a venue names them on its wire
+(`feed_service.venue.Venue.stream_name`; Binance: `btcusdt@kline_1m`)."""
 
 from __future__ import annotations
 
@@ -20,17 +21,13 @@ class StreamId:
             raise ValueError(f"invalid symbol {self.symbol!r}")
         intervals.validate(self.interval)
 
-    @property
-    def wire_name(self) -> str:
-        """Binance stream names are lower-case symbols; `1M` (month) keeps its case."""
-        return f"{self.symbol.lower()}@kline_{self.interval}"
-
     def __str__(self) -> str:
         return f"{self.symbol}@{self.interval}"
 
     @classmethod
     def parse(cls, text: str) -> StreamId:
-        """`BTCUSDT@1m` (config form) or `btcusdt@kline_1m` (wire form)."""
+        """`BTCUSDT@1m` (config form); Binance's wire form `btcusdt@kline_1m` is accepted
+        too, as configurations written before the venue split may hold it."""
         symbol, sep, interval = text.strip().partition("@")
         if not sep:
             raise ValueError(f"stream {text!r} is not SYMBOL@INTERVAL")

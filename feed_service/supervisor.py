@@ -3,10 +3,13 @@
 A `ShardSupervisor` owns the streams of one connection and replaces that connection
 whenever it is no longer trustworthy:
 
-- it closed or failed: reconnect after a capped, jittered backoff;
+- it closed or failed: reconnect after the shared backoff (`functions.core.retry`:
+  capped exponential, full jitter, so the shards of many tasks that lost the venue
+  together do not come back together);
 - it went silent for `silence_timeout_s` (a half-open TCP connection looks exactly
   like a quiet market otherwise): recycle it;
-- Binance sent `serverShutdown`, or it is about to reach Binance's 24 h cut: open the
+- the venue announced a shutdown (Binance's `serverShutdown`), or the connection is about
+  to reach the venue's age cut (Binance: 24 h; `rotation_age_s`): open the
   replacement *first*, and close the old one only once the new one is subscribed, so
   there is no instant without a live connection. The overlap produces duplicate
   candles, which the router drops.
@@ -16,14 +19,18 @@ so a restarted process catches up) the supervisor asks the router to recover its
 streams from REST, in the background so the new connection is read meanwhile; the
 router also notices a gap at the next closed candle and backfills it.
 
-A `ShardPool` spreads the subscribed streams over as many shards as Binance's
+A `ShardPool` spreads the subscribed streams over as many shards as the venue's
 per-connection stream limit requires.
+
+Venue-neutral: the `Venue` (`feed_service.venue`) names the streams, builds the
+requests and parses the frames; this module never imports a venue's own module.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,13 +39,14 @@ from typing import Any
 
 from websockets.exceptions import WebSocketException
 
-from feed_service.binance import FrameKind, KlineParser, MalformedFrame
 from feed_service.connection import Connection, SubscriptionError
 from feed_service.metrics import FeedMetrics
 from feed_service.router import CandleRouter
 from feed_service.streams import StreamId
-from feed_service.timing import Backoff, Sleeper
+from feed_service.timing import Sleeper
+from feed_service.venue import FrameKind, MalformedFrame, Venue
 from functions.core.errors import CmonError
+from functions.core.retry import BackoffPolicy
 
 log = logging.getLogger(__name__)
 
@@ -77,21 +85,27 @@ class ShardSupervisor:
         shard_id: int,
         policy: ConnectionPolicy,
         router: CandleRouter,
-        parser: KlineParser,
+        venue: Venue,
         *,
         metrics: FeedMetrics | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Sleeper = asyncio.sleep,
-        backoff: Backoff | None = None,
+        draw: Callable[[], float] = random.random,
     ) -> None:
         self.shard_id = shard_id
         self._policy = policy
         self._router = router
-        self._parser = parser
+        self._venue = venue
         self._metrics = metrics
         self._monotonic = monotonic
         self._sleep = sleep
-        self._backoff = backoff or Backoff(policy.backoff_base_s, policy.backoff_max_s)
+        self._backoff = BackoffPolicy(base_s=policy.backoff_base_s, cap_s=policy.backoff_max_s)
+        self._draw = draw
+        # Consecutive failed connects: the backoff's attempt number. Reset by a
+        # connection that lived long enough to count as healthy.
+        self._failed_connects = 0
+        # The waits drawn, oldest first (bounded): what a test reads to check the policy.
+        self.backoff_waits: list[float] = []
         self.desired: set[StreamId] = set()
         self.state = ShardState.STARTING
         self.connection: Connection | None = None
@@ -135,7 +149,7 @@ class ShardSupervisor:
                     await conn.close(str(why))
                     conn = None
                     if lived >= min(30.0, self._policy.silence_timeout_s):
-                        self._backoff.reset()
+                        self._failed_connects = 0
             if conn is not None:
                 await conn.close("stopping")
             if self.recovery_failure is not None:
@@ -181,7 +195,8 @@ class ShardSupervisor:
             self._metrics.reconnected()
 
     def _wire_names(self) -> set[str]:
-        return {stream.wire_name for stream in self.desired}
+        name = self._venue.stream_name
+        return {name(stream) for stream in self.desired}
 
     async def _connect_with_backoff(self, old: Connection | None = None) -> Connection | None:
         """Open and subscribe a new connection, retrying until it works or we stop.
@@ -193,6 +208,7 @@ class ShardSupervisor:
             self._generation += 1
             conn = Connection(
                 f"{self.shard_id}.{self._generation}",
+                self._venue,
                 self._policy.ws_url,
                 self._on_message,
                 max_messages_per_second=self._policy.max_messages_per_second,
@@ -207,7 +223,10 @@ class ShardSupervisor:
                 await conn.close(f"open failed: {e}")
                 if old is None:
                     self.state = ShardState.BACKOFF
-                delay = self._backoff.next_delay()
+                self._failed_connects += 1
+                delay = self._backoff.delay(self._failed_connects, self._draw())
+                if len(self.backoff_waits) < 1000:
+                    self.backoff_waits.append(delay)
                 log.warning(
                     "shard %d: connect failed (%s: %s); retrying in %.2f s",
                     self.shard_id,
@@ -294,7 +313,7 @@ class ShardSupervisor:
 
     async def _on_message(self, conn: Connection, message: str | bytes) -> None:
         try:
-            frame = self._parser.parse(message)
+            frame = self._venue.parse(message)
         except MalformedFrame as e:
             if self._metrics is not None:
                 self._metrics.malformed()

@@ -1,16 +1,15 @@
-"""Clocks, capped backoff and an outgoing-message rate limiter.
+"""Clocks and an outgoing-message rate limiter.
 
 Every component takes its clock from here instead of calling `time` directly, so tests
-drive candles, staleness and backoff with a fake clock and never sleep for real.
+drive candles, staleness and backoff with a fake clock and never sleep for real. The
+backoff itself is the codebase's one policy, `functions.core.retry.BackoffPolicy`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 WallClock = Callable[[], float]
 """Seconds since the epoch (`time.time`): candle times are compared against it."""
@@ -19,29 +18,6 @@ Sleeper = Callable[[float], Awaitable[None]]
 
 def wall_ms(clock: WallClock) -> int:
     return int(clock() * 1000)
-
-
-@dataclass
-class Backoff:
-    """Capped exponential backoff with full jitter.
-
-    Full jitter (a uniform draw in [0, cap]) spreads reconnects of many replicas after a
-    Binance incident instead of having them retry in lock-step; the cap bounds the wait
-    so an outage never turns into hours of silence after the exchange is back.
-    """
-
-    base_s: float = 0.5
-    max_s: float = 30.0
-    rng: random.Random = field(default_factory=random.Random)
-    attempt: int = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.max_s, self.base_s * (2 ** min(self.attempt, 32)))
-        self.attempt += 1
-        return self.rng.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class RateLimiter:

@@ -18,6 +18,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from functions.core.batches import chunks
 from functions.core.contracts import AnalysisJob, JobKind, WorkflowType
 from functions.core.errors import PublishError
 from functions.core.retry import BackoffPolicy
@@ -39,10 +40,6 @@ SQS_BATCH = 10  # SendMessageBatch's limit
 # The retry of entries SendMessageBatch reported failed: the shared full-jitter policy,
 # 0.1 s after the first attempt doubling to at most 2 s (four attempts stay under 4 s).
 SQS_BATCH_BACKOFF = BackoffPolicy(base_s=0.1, cap_s=2.0)
-
-
-def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _body(job: AnalysisJob, candle_json: dict[int, str]) -> str:
@@ -93,7 +90,7 @@ class SqsJobQueue:
         candle_json: dict[int, str] = {}
         for job in jobs:
             by_queue[self._queue_for(job)].append(_body(job, candle_json))
-        batches = [(url, chunk) for url, queued in by_queue.items() for chunk in _chunks(queued, SQS_BATCH)]
+        batches = [(url, chunk) for url, queued in by_queue.items() for chunk in chunks(queued, SQS_BATCH)]
         if len(batches) == 1:
             return self._send_batch(*batches[0])
         return sum(self._pool.map(lambda b: self._send_batch(*b), batches))

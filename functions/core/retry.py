@@ -3,14 +3,19 @@ random source, no sleep): the caller draws the random number and does the waitin
 arithmetic is tested without time and every retry loop in the codebase shares it.
 
 Used by the llm-proxy client (`functions.adapters.llm_calls`, which adds the caller's
-deadline and the server's `Retry-After`) and the SQS batch sender
-(`functions.adapters.aws.SqsJobQueue`). `feed_service.timing.Backoff` (the feed's
-reconnects) predates it and draws from [cap/2, cap]; it can adopt `BackoffPolicy` as is
-(`delay(attempt, rng.random())`), since `feed_service` may import `functions.core`.
+deadline and the server's `Retry-After`), the SQS batch sender
+(`functions.adapters.aws.SqsJobQueue`) and the feed service (reconnects in
+`feed_service.supervisor`, the REST backfill in `feed_service.binance`, PutEvents retries
+in `feed_service.publisher`), each drawing from its own `random.random` (or a test's).
 
 Full jitter, as AWS's "Exponential Backoff and Jitter" names it: the n-th retry waits a
 uniform draw in [0, min(cap, base * 2^(n-1))]. Spreading retries over the whole window
-keeps a fleet of workers that failed together from retrying together.
+keeps a fleet of workers that failed together from retrying together. The same holds for
+the feed: after a Binance incident every shard of every task reconnects at once, and a draw
+from [cap/2, cap] (what the feed used before) would still bunch them in the upper half of
+the window, while Binance counts connection attempts per IP. Full jitter spreads the storm
+over the whole window (and lowers the mean wait from 3/4 of the ceiling to 1/2); the cap
+bounds the silence after the exchange is back.
 """
 
 from __future__ import annotations

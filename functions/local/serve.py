@@ -31,7 +31,6 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from functions.local.api_server import ApiServer
@@ -154,30 +153,17 @@ def _loop(name: str, halt: threading.Event, step: Callable[[], int], idle_s: flo
     return thread
 
 
-def _parse_market(value: str) -> tuple[str, str | None, Path | None]:
-    """(mode, forced market, replay file), as `cmon feed --market` reads it."""
-    if value in ("live", ""):
-        return "live", None, None
-    if value in ("spot", "usdm"):
-        return "live", value, None
-    if value == "simulate":
-        return "simulate", None, None
-    if value.startswith("replay:") and len(value) > len("replay:"):
-        return "replay", None, Path(value.removeprefix("replay:"))
-    raise ValueError(f"unknown --market {value!r} (live, spot, usdm, simulate or replay:FILE)")
-
-
 def _feed(args: argparse.Namespace, services: Services, verbose: bool) -> FeedApp:
     """The feed as `cmon feed` builds it, publishing to the moto bus."""
     import boto3
 
-    from feed_service.app import FeedApp, Mode
+    from feed_service.app import FeedApp, parse_market_option
     from feed_service.metrics import FeedMetrics
     from feed_service.publisher import EventBridgePublisher
     from feed_service.settings import FeedSettings
     from functions.local.aws_stack import REGION
 
-    mode, market, replay = _parse_market(args.market)
+    mode, market, replay = parse_market_option(args.market)
     overrides: dict[str, Any] = {"binance_market": market} if market else {}
     settings = FeedSettings(
         feed_streams=args.streams, database_url=services.database_url,
@@ -189,7 +175,7 @@ def _feed(args: argparse.Namespace, services: Services, verbose: bool) -> FeedAp
     return FeedApp(
         settings,
         publisher,
-        mode=Mode(mode),
+        mode=mode,
         replay_path=replay,
         speed=args.speed,
         seed=args.seed,
@@ -244,9 +230,10 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console()
     try:  # refuse bad input before anything starts
+        from feed_service.app import parse_market_option
         from feed_service.streams import parse_streams
 
-        _mode, _market, replay = _parse_market(args.market)
+        _mode, _market, replay = parse_market_option(args.market)
         if not parse_streams(args.streams):
             raise ValueError("--streams needs at least one SYMBOL@INTERVAL")
         if replay is not None and not replay.is_file():

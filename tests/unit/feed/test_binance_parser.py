@@ -16,9 +16,12 @@ from feed_service.binance import (
     FrameKind,
     KlineParser,
     MalformedFrame,
+    _fast_time,
+    _time,
     candle_from_rest_row,
 )
 from feed_service.streams import StreamId
+from feed_service.venue import Frame
 from functions.core import intervals
 from functions.core.contracts import CandleClosed, CandleSource, Market
 from tests.unit.feed.frames import load, recorded_frames
@@ -212,25 +215,40 @@ def test_floats_for_prices_are_rejected() -> None:
         SPOT.parse(json.dumps(raw))
 
 
+_PRICE_TEXTS = st.one_of(
+    st.decimals(allow_nan=True, allow_infinity=True).map(str),
+    st.sampled_from(
+        [
+            *("-0", "-0.000", "0", "0.0", "1e3", "1e-3", "1E+2", " 1.5", "1.5 ", "+1.5", "1_0"),
+            *("Inf", "-Infinity", "nan", "sNaN", "-NaN", "\u0663", "\u00b2", "", "1.2.3", "0x10"),
+        ]
+    ),
+)
+_TIME_EDGES = st.sampled_from(
+    [-1, 0, 1, 3_999_999_999_999, 4_000_000_000_000, 4_000_000_000_001, 253_402_300_799_999, 10**16]
+)
+
+
 def _semantic_mutations(k: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
-    """Well-typed values that break a rule of the contract (or happen to keep it)."""
+    """Well-typed values that break a rule of the contract (or happen to keep it), one
+    key at a time or several prices together (the fast path infers the finiteness of
+    low, open and close from high and the bracketing, so combinations matter)."""
     by_key: dict[str, st.SearchStrategy[Any]] = {
         "s": st.text("ABCXYZ019abc-", max_size=40),
         "i": st.sampled_from([*intervals.SUPPORTED, "7m", "1H", ""]),
         "n": st.integers(-3, 3),
-        "t": st.integers(k["T"] - 2, k["T"] + 2),
-        "T": st.integers(k["t"] - 2, k["t"] + 2),
-        **{
-            f: st.one_of(
-                st.decimals(allow_nan=True, allow_infinity=True).map(str),
-                st.sampled_from(["-0", "-0.000", "0", k["h"], k["l"], "1e3", " 1.5"]),
-            )
-            for f in ("o", "h", "l", "c", "v")
-        },
+        "t": st.one_of(st.integers(k["T"] - 2, k["T"] + 2), _TIME_EDGES),
+        # Around the open time, and far from the interval's span (the general path).
+        "T": st.one_of(
+            st.integers(k["t"] - 2, k["t"] + 2), st.integers(k["t"], k["t"] + 10**12), _TIME_EDGES
+        ),
+        **dict.fromkeys(("o", "h", "l", "c", "v"), _PRICE_TEXTS),
     }
-    return st.sampled_from(sorted(by_key)).flatmap(
+    one = st.sampled_from(sorted(by_key)).flatmap(
         lambda key: by_key[key].map(lambda value: {**k, key: value})
     )
+    prices = st.dictionaries(st.sampled_from(["o", "h", "l", "c", "v"]), _PRICE_TEXTS, min_size=2, max_size=5)
+    return st.one_of(one, prices.map(lambda changed: {**k, **changed}))
 
 
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
@@ -259,3 +277,112 @@ def test_the_fast_closed_path_equals_the_validated_path(data: st.DataObject) -> 
     if fast[1] is not None:
         assert fast[1].to_detail() == validated[1].to_detail()
         assert CandleClosed.model_validate(fast[1].to_detail()) == fast[1]
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.integers(-62_135_596_800_000, 253_402_300_799_999), _TIME_EDGES))
+def test_the_fast_time_conversion_is_exact(ms: int) -> None:
+    # The C float path is used below 2096 only, where a double is exact to the ms.
+    try:
+        expected = _time(ms)
+    except OverflowError:
+        with pytest.raises(OverflowError):
+            _fast_time(ms)
+        return
+    assert _fast_time(ms) == expected
+    assert intervals.to_ms(_fast_time(ms)) == ms
+
+
+class JsonReference(KlineParser):
+    """The parser as it was: `json.loads`, then pydantic's full validation."""
+
+    _kline = KlineParser._kline_validated
+
+    def parse(self, text: str | bytes) -> Frame:
+        if isinstance(text, bytes):
+            try:
+                text = text.decode()
+            except UnicodeDecodeError as e:
+                raise MalformedFrame(str(e)) from e
+        try:
+            message = json.loads(text)
+        except ValueError as e:
+            raise MalformedFrame(str(e)) from e
+        if not isinstance(message, dict):
+            raise MalformedFrame("not an object")
+        return self.parse_message(message)
+
+
+REFERENCE = JsonReference(Market.SPOT)
+# Literals where orjson and json read differently: ints beyond 64 bits (orjson: floats),
+# NaN and infinities (orjson: refused), a lone surrogate (orjson: refused).
+_JSON_ODDITIES = st.sampled_from(
+    [
+        *("100000000000000000000000", "-9223372036854775809", "18446744073709551616"),
+        *("NaN", "-Infinity", "1e400", '"\\ud800"', "1.0", "7"),
+    ]
+)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_the_fast_text_path_equals_json_loads_and_full_validation(data: st.DataObject) -> None:
+    """orjson where it agrees with json, json where it does not: the same frame outcome."""
+    message, k = data.draw(kline_frames())
+    k["x"] = True
+    text = json.dumps(message, separators=data.draw(st.sampled_from([(",", ":"), (", ", ": ")])))
+    key = data.draw(st.sampled_from(["n", "t", "T", "E", "f", "o"]))
+    literal = data.draw(_JSON_ODDITIES)
+    # Splice a raw literal in place of one value (json.dumps cannot write all of them).
+    target = f'"{key}":' if '":' in text else f'"{key}": '
+    start = text.index(target) + len(target)
+    end = start
+    while text[end] not in ",}":
+        end += 1
+    text = text[:start] + literal + text[end:]
+
+    def outcome(parser: KlineParser) -> tuple[str, Any]:
+        try:
+            frame = parser.parse(text)
+        except MalformedFrame:
+            return ("refused", None)
+        return (frame.kind.value, None if frame.candle is None else frame.candle.to_detail())
+
+    assert outcome(SPOT) == outcome(REFERENCE)
+    assert outcome(KlineParser(Market.SPOT)) == outcome(REFERENCE)  # a parser that knows no symbol yet
+
+
+_EDGE_PRICES = [
+    *("-0", "-0.000", "0", "0.0", "-1", "-1.5", "1e3", "1e-3", "1E+2", " 1.5", "+1.5", "1_0", "100.5"),
+    *("Inf", "Infinity", "-Infinity", "inf", "NaN", "nan", "sNaN", "-NaN", "\u0663", "\u00b2", "", "1.2.3"),
+    *(1.5, 2, None, True, [0, [1, 5], -1], {"-": 1}),  # a list is a Decimal tuple: still refused
+]
+
+
+def test_the_fast_closed_path_equals_the_validated_path_on_every_edge_price() -> None:
+    """Exhaustively, not by chance: every edge value in each price field, and in every
+    pair of fields (the fast path checks only high's and volume's finiteness and infers
+    the rest from the bracketing, so pairs are where it could go wrong)."""
+    base = {**json.loads(json.dumps(load("spot_kline_doc_example.json")))["k"], "x": True, "l": "0.0005"}
+    fields = ("o", "h", "l", "c", "v")
+    cases = [{f: value} for f in fields for value in _EDGE_PRICES]
+    cases += [
+        {f: a, g: b}
+        for i, f in enumerate(fields)
+        for g in fields[i + 1 :]
+        for a in _EDGE_PRICES
+        for b in _EDGE_PRICES
+    ]
+    parser = KlineParser(Market.SPOT)
+    for changed in cases:
+        raw = {"e": "kline", "k": {**base, **changed}}
+        results: list[dict[str, Any] | None] = []
+        for parse in (parser._kline, parser._kline_validated):
+            try:
+                frame = parse(raw)
+            except MalformedFrame:
+                results.append(None)
+            else:
+                assert frame.candle is not None
+                results.append(frame.candle.to_detail())
+        assert results[0] == results[1], changed

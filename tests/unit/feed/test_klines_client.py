@@ -11,9 +11,9 @@ import pytest
 
 from feed_service.binance import BackfillError, KlinesClient
 from feed_service.streams import StreamId
-from feed_service.timing import Backoff
 from functions.core import intervals
 from functions.core.contracts import CandleSource, Market
+from functions.core.retry import BackoffPolicy
 from tests.unit.feed.frames import BASE_MS, rest_row
 
 BTC = StreamId("BTCUSDT", "1m")
@@ -44,8 +44,9 @@ def client(
         clock=time.clock,
         monotonic=time.clock,
         sleep=time.sleep,
-        backoff=Backoff(0.1, 1.0),
-        **{"limit": 1000, **kwargs},
+        backoff=BackoffPolicy(base_s=0.1, cap_s=1.0),
+        # The top of the full-jitter window, so the waits are the ceilings themselves.
+        **{"limit": 1000, "draw": lambda: 1.0, **kwargs},
     ), http
 
 
@@ -93,7 +94,7 @@ def test_429_waits_retry_after_then_completes() -> None:
     asyncio.run(http.aclose())
     assert len(candles) == 1
     assert time.sleeps[0] == 7  # Retry-After honoured
-    assert 0 < time.sleeps[1] <= 1.0  # no header: our capped backoff
+    assert time.sleeps[1] == 0.2  # no header: the shared policy's ceiling for attempt 2
     assert rest.throttled == 2
 
 
@@ -140,8 +141,9 @@ def test_server_errors_and_network_failures_are_retried_a_bounded_number_of_time
     with pytest.raises(BackfillError, match="after 4 attempts"):
         asyncio.run(rest.fetch(BTC, BASE_MS, BASE_MS))
     asyncio.run(http.aclose())
-    assert len(seen) == 4 and len(time.sleeps) == 4
-    assert all(s <= 1.0 for s in time.sleeps)
+    assert len(seen) == 4
+    # base 0.1 doubling per failed attempt (the draw is the window's top).
+    assert time.sleeps == [0.1, 0.2, 0.4, 0.8]
 
 
 def test_client_errors_are_not_retried() -> None:

@@ -184,3 +184,24 @@ def test_simple_sinks_satisfy_the_protocol() -> None:
     asyncio.run(go())
     assert seen == batch + batch
     assert [json.loads(line) for line in out.getvalue().splitlines()] == [c.to_detail() for c in batch]
+
+
+def test_putevents_retries_wait_on_the_shared_policy() -> None:
+    # One entry failing four times: the waits are the full-jitter ceilings (the draw is
+    # the window's top), 0.1 s doubling per failed attempt up to the 0.5 s cap.
+    batch = candles(1)
+    client = FlakyEvents({batch[0].to_detail()["open_time"]: 4})
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def go() -> EventBridgePublisher:
+        publisher = EventBridgePublisher(client, "bus", backoff_max_s=0.5, sleep=record, draw=lambda: 1.0)
+        await publisher.publish(batch[0])
+        await publisher.close()
+        return publisher
+
+    publisher = asyncio.run(go())
+    assert publisher.delivered == 1 and len(client.calls) == 5
+    assert waits == [0.1, 0.2, 0.4, 0.5]

@@ -1,23 +1,24 @@
-"""Settings, stream names, backoff and the outgoing-message limiter."""
+"""Settings, stream names and the outgoing-message limiter (the backoff: test_backoff.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import random
 
 import pytest
 from pydantic import ValidationError
 
+from feed_service.binance import BinanceVenue
 from feed_service.settings import FeedSettings
 from feed_service.streams import StreamId, parse_streams
-from feed_service.timing import Backoff, RateLimiter
+from feed_service.timing import RateLimiter
 from functions.core.contracts import Market
 
 
 def test_stream_names() -> None:
     assert StreamId.parse("btcusdt@1m") == StreamId("BTCUSDT", "1m")
-    assert StreamId.parse("ethusdt@kline_5m").wire_name == "ethusdt@kline_5m"
-    assert StreamId("BTCUSDT", "1M").wire_name == "btcusdt@kline_1M"
+    venue = BinanceVenue(Market.SPOT)
+    assert venue.stream_name(StreamId.parse("ethusdt@kline_5m")) == "ethusdt@kline_5m"
+    assert venue.stream_name(StreamId("BTCUSDT", "1M")) == "btcusdt@kline_1M"
     assert str(StreamId("BTCUSDT", "1h")) == "BTCUSDT@1h"
     assert parse_streams(" BTCUSDT@1m, ,ETHUSDT@5m,BTCUSDT@1m") == [
         StreamId("BTCUSDT", "1m"),
@@ -60,17 +61,6 @@ def test_settings_defaults_per_market(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_database_url_is_secret() -> None:
     settings = FeedSettings(database_url="postgresql://u:hunter2@db/postgres")
     assert "hunter2" not in repr(settings)
-
-
-def test_backoff_is_capped_and_jittered() -> None:
-    backoff = Backoff(base_s=0.5, max_s=30.0, rng=random.Random(1))
-    delays = [backoff.next_delay() for _ in range(100)]
-    assert max(delays) <= 30.0
-    assert delays[0] <= 0.5
-    assert len(set(delays[20:])) > 1  # jitter: not all the same
-    assert min(delays[20:]) >= 15.0
-    backoff.reset()
-    assert backoff.next_delay() <= 0.5
 
 
 def test_rate_limiter_spaces_messages_below_the_limit() -> None:

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from feed_service.binance import KlineParser
 from feed_service.publisher import MemoryPublisher
 from feed_service.sources import ReplaySource, SimulatedMarket
 from feed_service.streams import StreamId
 from functions.core import intervals
-from functions.core.contracts import CandleClosed, CandleSource
+from functions.core.contracts import CandleClosed, CandleSource, Market
 from tests.unit.feed.frames import EVENTS, dumps, kline
 
 
@@ -87,7 +88,7 @@ def test_simulator_rejects_nonsense() -> None:
 
 
 def test_replay_of_the_recording_has_no_closed_candle() -> None:
-    replay = ReplaySource(EVENTS / "spot_combined_kline_real_cryptofeed.jsonl")
+    replay = ReplaySource(EVENTS / "spot_combined_kline_real_cryptofeed.jsonl", KlineParser(Market.SPOT))
     assert asyncio.run(_collect(replay)) == []
     assert replay.frames == 2 and replay.malformed == 0
 
@@ -103,7 +104,7 @@ def test_replay_keeps_closed_candles_and_skips_malformed_lines(tmp_path: Path) -
     ]
     path = tmp_path / "session.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    replay = ReplaySource(path)
+    replay = ReplaySource(path, KlineParser(Market.SPOT))
     candles = asyncio.run(_collect(replay))
     assert [c.close for c in candles] == [type(candles[0].close)(f"{100 + i}.50") for i in range(3)]
     assert replay.malformed == 1 and replay.frames == 5
