@@ -2,8 +2,8 @@
 
 `stack` builds the local stack (embedded Postgres, moto in its own process via
 `moto_process`, the stub llm-proxy, the handlers' container from `wiring.build`, with
-`job_batcher` coalescing concurrent SQS sends); `serve` is `cmon local` (with `console`,
-`api_server`); `demo` / `demo_story` / `demo_summary`; `replay` / `replay_input` /
+`job_batcher` coalescing concurrent SQS sends); `serve` is `cmon local` (with `serve_options`,
+`console`, `api_server`); `demo` / `demo_story` / `demo_summary`; `replay` / `replay_input` /
 `replay_entities` / `replay_summary`; `report` / `report_model` / `report_html`;
 `stub_llm` / `stub_state` / `stub_answers` / `stub_http`; `relay` (NOTIFY →
 webhook bodies); `runner` (the Lambda event-source mappings); `aws_stack`, `embedded_db`,
