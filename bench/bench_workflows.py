@@ -15,6 +15,7 @@ Run: `.venv/bin/python -m bench.bench_workflows` (add `--sizes 1000 10000 --jobs
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -76,36 +77,46 @@ def _candle(close_time: datetime, symbol: str = "BTCUSDT") -> CandleClosed:
     )
 
 
-def _seed(db: Database, n: int, symbol: str = "BTCUSDT") -> list[uuid.UUID]:
-    """N waiting signals on `symbol`, each with a registered setup workflow, in bulk SQL."""
+def _seed(db: Database, n: int, symbol: str = "BTCUSDT", per_user: int = 10) -> list[uuid.UUID]:
+    """N waiting signals on `symbol`, each with a registered setup workflow, in bulk SQL,
+    `per_user` to a user (a busy trader: the claim's token-cap check reads the user's
+    own day in the ledger, so one user holding all N would measure an account no one has)."""
+    users = max(1, math.ceil(n / per_user))
     with db.transaction() as conn:
-        user = uuid.uuid4()
-        conn.execute("insert into public.user_profiles (id, subscription_tier) values (%s, 'elite')", (user,))
-        trader = conn.execute(
-            'insert into public.traders (user_id, filter) values (%s, \'{"interval":"1m"}\') returning id',
-            (user,),
+        row = conn.execute(
+            """
+            with u as (
+                insert into public.user_profiles (id, subscription_tier)
+                select gen_random_uuid(), 'elite' from generate_series(1, %(users)s) returning id
+            ), t as (
+                insert into public.traders (user_id, filter)
+                select id, '{"interval":"1m"}' from u returning id
+            )
+            select array_agg(id) as traders from t
+            """,
+            {"users": users},
         ).fetchone()
-        assert trader is not None
+        assert row is not None
+        traders = row["traders"]
         conn.execute(
-            "insert into public.signals (trader_id, symbol) select %s, %s from generate_series(1, %s)",
-            (trader["id"], symbol, n),
+            "insert into public.signals (trader_id, symbol)"
+            " select (%(traders)s::uuid[])[1 + g %% %(users)s], %(symbol)s"
+            " from generate_series(0, %(n)s - 1) g",
+            {"traders": traders, "users": users, "symbol": symbol, "n": n},
         )
         conn.execute(
             "insert into public.signal_analyses (signal_id, decision, analysis_type)"
-            " select s.id, 'wait', 'initial' from public.signals s"
-            " join public.traders t on t.id = s.trader_id where t.user_id = %s",
-            (user,),
+            " select s.id, 'wait', 'initial' from public.signals s where s.trader_id = any(%(traders)s)",
+            {"traders": traders},
         )
         conn.execute(
             "select public.register_setup_monitoring(a.id, 1000000) from public.signal_analyses a"
-            " join public.signals s on s.id = a.signal_id join public.traders t on t.id = s.trader_id"
-            " where t.user_id = %s",
-            (user,),
+            " join public.signals s on s.id = a.signal_id where s.trader_id = any(%(traders)s)",
+            {"traders": traders},
         )
         rows = conn.execute(
-            "select w.id from public.workflow_schedules w join public.traders t on t.id = w.trader_id"
-            " where t.user_id = %s order by w.created_at",
-            (user,),
+            "select id from public.workflow_schedules where trader_id = any(%(traders)s) order by created_at",
+            {"traders": traders},
         ).fetchall()
     return [r["id"] for r in rows]
 
