@@ -5,7 +5,7 @@ What runs, and what it stands in for:
 - the API Lambda: the real FastAPI `app` under uvicorn on localhost;
 - Supabase database webhooks: a LISTEN/NOTIFY relay (`relay.py`) that POSTs the exact
   webhook body to the API after COMMIT, as pg_net does;
-- EventBridge and SQS: moto's in-process server with the template's bus, rule, queues
+- EventBridge and SQS: moto's server, in a child process, with the template's bus, rule, queues
   and DLQs; the trigger runner plays the event-source mappings and calls the real
   fan-out and worker handlers with real event shapes;
 - the reconciler schedule: the real handler, every `--reconcile-every` seconds;

@@ -1,10 +1,11 @@
-"""The in-process stack that `cmon local`, `cmon demo`, `cmon replay` and the e2e tests run.
+"""The local stack that `cmon local`, `cmon demo`, `cmon replay` and the e2e tests run.
 
 Postgres (embedded unless a URL is given, migrated on start), moto's EventBridge and SQS
-with the template's bus, rule, queues and DLQs, the stub llm-proxy on loopback (or a real
-URL / Edge Function), and the handlers' container built by `functions.handlers.wiring.build`
-, the same function a deployed Lambda uses, with the local parts passed in (a per-thread
-database, the moto queue, a timed LLM client, in-memory metrics, a replay clock).
+(in a child process, `moto_process`) with the template's bus, rule, queues and DLQs, the
+stub llm-proxy on loopback (or a real URL / Edge Function), and the handlers' container
+built by `functions.handlers.wiring.build`, the same function a deployed Lambda uses, with
+the local parts passed in (a per-thread database, the moto queues behind the send
+coalescer of `job_batcher`, a timed LLM client, in-memory metrics, a replay clock).
 
 The timers here (`TimedLlm`, `TimedHandler`) are what the demo and replay report as
 "job time minus LLM time".
