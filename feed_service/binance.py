@@ -304,7 +304,9 @@ class KlineParser:
                 return OPEN_FRAME
             if closed is not True:
                 raise TypeError("k.x must be a boolean")
-            return self._candle(k["s"], k["i"], k["n"], k["t"], k["T"], k["o"], k["h"], k["l"], k["c"], k["v"])
+            return self._candle(
+                k["s"], k["i"], k["n"], k["t"], k["T"], k["o"], k["h"], k["l"], k["c"], k["v"]
+            )
         except _PARSE_ERRORS as e:
             raise MalformedFrame(f"bad kline payload: {type(e).__name__}: {e}") from e
 
@@ -343,7 +345,7 @@ class KlineParser:
         open_time = (
             _fromtimestamp(t / 1000, UTC) if 0 <= t < _FLOAT_EXACT_MS else _EPOCH + timedelta(milliseconds=t)
         )
-        span = _SPANS.get(interval)  # type: ignore[call-overload]  # a str: checked above
+        span = _SPANS.get(interval)
         if span is not None and end - t == span[0]:
             close_time = open_time + span[1]
         else:

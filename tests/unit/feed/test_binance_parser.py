@@ -499,6 +499,12 @@ def test_the_typed_path_decides_a_plain_closed_frame() -> None:
         _closed_text(n=True),
         _closed_text(t=-60_000, T=-1),
         _closed_text(t=4_000_000_000_000, T=4_000_000_059_999),
+        # Where a double is not exact to the millisecond (year 3148): the integer path.
+        _closed_text(t=37_188_307_740_000, T=37_188_307_809_340),
+        _closed_text(i="7m"),
+        _closed_text(i="1H"),
+        _closed_text(s="bnbbtc"),
+        _closed_text(s="B"),
         _closed_text(o=0.001),
         _closed_text(h="NaN"),
         _closed_text(v="-1"),
@@ -530,7 +536,8 @@ def test_the_remembered_times_follow_both_timestamps() -> None:
     ]
     results = [_same_as_reference(text, parser) for text in texts]
     times = [
-        None if c is None else (intervals.to_ms(c.open_time), intervals.to_ms(c.close_time)) for _, c in results
+        None if c is None else (intervals.to_ms(c.open_time), intervals.to_ms(c.close_time))
+        for _, c in results
     ]
     assert times == [
         (start, start + 59_999),
