@@ -237,11 +237,14 @@ class KlineParser:
     def parse(self, text: str | bytes) -> Frame:
         """Classify one frame; raise `MalformedFrame` if it cannot be understood.
 
-        orjson decodes (~5x faster than `json` here). Where the two differ, `json`
-        decides, so what is accepted and refused is exactly `json.loads`'s: what orjson
-        refuses (NaN, infinity, lone surrogates) is decoded by `json`, and so is a frame
-        orjson's reading makes malformed (it turns integers beyond 64 bits into floats,
-        which the contract refuses where `json` keeps an int)."""
+        A compact open kline is recognised without decoding; a kline frame is decoded
+        by msgspec into typed fields (`_typed`, the closed-candle path); anything that
+        path does not decide is decoded by orjson (~5x faster than `json` here). Where
+        orjson and `json` differ, `json` decides, so what is accepted and refused is
+        exactly `json.loads`'s: what orjson refuses (NaN, infinity, lone surrogates) is
+        decoded by `json`, and so is a frame orjson's reading makes malformed (it turns
+        integers beyond 64 bits into floats, which the contract refuses where `json`
+        keeps an int)."""
         if isinstance(text, bytes):
             try:
                 text = text.decode()
