@@ -18,11 +18,12 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
+import msgspec
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from feed_service.streams import StreamId
 from feed_service.timing import Sleeper, WallClock, wall_ms
@@ -132,6 +133,57 @@ _tuple_new = tuple.__new__
 _STREAM = CandleSource.STREAM
 
 
+# msgspec refuses in C what would take the slow road anyway: a negative count, a time
+# outside the exact float range. A refusal only means "ask the reference path".
+_Count = Annotated[int, msgspec.Meta(ge=0)]
+_FloatExactMs = Annotated[int, msgspec.Meta(ge=0, lt=_FLOAT_EXACT_MS)]
+
+
+class _TypedKline(msgspec.Struct, gc=False):
+    """The fields of `k` the contract reads, typed as `json` + the reference checks
+    require them (a JSON string for a price, an integer that is not a boolean for a
+    time or a count). Prices stay `str`: msgspec would also take a JSON number for a
+    `Decimal`, which the contract refuses (and its `Decimal` decoding is slower)."""
+
+    t: _FloatExactMs
+    T: _FloatExactMs
+    s: str
+    i: str
+    o: str
+    c: str
+    h: str
+    l: str  # noqa: E741 -- Binance's name for the low
+    v: str
+    n: _Count
+    x: bool
+
+
+class _TypedData(msgspec.Struct, gc=False):
+    e: str
+    k: _TypedKline
+
+
+class _TypedFrame(msgspec.Struct, gc=False):
+    """A raw or combined kline frame. Every key `parse_message` branches on is here, so
+    a frame the typed path cannot decide (a response, a raw frame with `stream`, a
+    combined one without `data`) is seen and handed to the reference path."""
+
+    stream: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    data: _TypedData | msgspec.UnsetType = msgspec.UNSET
+    e: str | msgspec.UnsetType = msgspec.UNSET
+    k: _TypedKline | msgspec.UnsetType = msgspec.UNSET
+    id: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+
+
+_typed_decode = msgspec.json.Decoder(_TypedFrame).decode
+# The slot descriptors of `BaseModel`, called directly (no attribute lookup by name).
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+_MsgspecError = msgspec.MsgspecError
+_UNSET = msgspec.UNSET
+
+
 def _price(value: object) -> Decimal:
     """`_decimal` plus the contract's rule: finite, non-negative, `-0` written as `0`."""
     price = _decimal(value)
@@ -176,15 +228,23 @@ class KlineParser:
         # Symbols that passed the contract's pattern: a set lookup instead of a regex
         # per closed candle (bounded, so junk input cannot grow it without limit).
         self._symbols: set[str] = set()
+        # The typed path's last (open ms, close ms) and their datetimes.
+        self._last_times: tuple[int, int, datetime, datetime] = (-1, -1, _EPOCH, _EPOCH)
+        # The typed path's instance dict: pydantic's field order, the constants set.
+        self._template: dict[str, object] = dict.fromkeys(CandleClosed.model_fields)
+        self._template.update(version=1, exchange="binance", market=market, source=_STREAM)
 
     def parse(self, text: str | bytes) -> Frame:
         """Classify one frame; raise `MalformedFrame` if it cannot be understood.
 
-        orjson decodes (~5x faster than `json` here). Where the two differ, `json`
-        decides, so what is accepted and refused is exactly `json.loads`'s: what orjson
-        refuses (NaN, infinity, lone surrogates) is decoded by `json`, and so is a frame
-        orjson's reading makes malformed (it turns integers beyond 64 bits into floats,
-        which the contract refuses where `json` keeps an int)."""
+        A compact open kline is recognised without decoding; a kline frame is decoded
+        by msgspec into typed fields (`_typed`, the closed-candle path); anything that
+        path does not decide is decoded by orjson (~5x faster than `json` here). Where
+        orjson and `json` differ, `json` decides, so what is accepted and refused is
+        exactly `json.loads`'s: what orjson refuses (NaN, infinity, lone surrogates) is
+        decoded by `json`, and so is a frame orjson's reading makes malformed (it turns
+        integers beyond 64 bits into floats, which the contract refuses where `json`
+        keeps an int)."""
         if isinstance(text, bytes):
             try:
                 text = text.decode()
@@ -192,6 +252,8 @@ class KlineParser:
                 raise MalformedFrame(f"frame is not UTF-8: {e}") from e
         if _OPEN_MARK in text and _KLINE_MARK in text:
             return OPEN_FRAME
+        if (typed := self._typed(text)) is not None:
+            return typed
         try:
             message = _loads(text)
         except _JSONError:
@@ -236,18 +298,8 @@ class KlineParser:
         )
 
     def _kline(self, data: dict[str, Any]) -> Frame:
-        """The closed-candle path: the contract's checks done by hand on the raw values,
-        then the model built without pydantic's second pass: `model_construct` would be
-        the public way, but it costs more than validating (it walks the fields for
-        defaults in Python), so this sets exactly what pydantic's own constructor leaves
-        on an instance.
-
-        Cheap where it can be: a symbol already seen valid is a set lookup, five price
-        strings without a `-` need only two finiteness checks (anything else takes
-        `_price`, the reference's rule), the close time of a candle
-        of fixed length is its open time plus the interval's constant span, and the two
-        times come from the C float path where it is exact. `_kline_validated` is the
-        reference it must agree with (property-tested)."""
+        """The closed-candle path of a decoded dict: `k`'s values to `_candle`.
+        `_kline_validated` is the reference it must agree with (property-tested)."""
         try:
             k = data["k"]
             closed = k["x"]
@@ -255,53 +307,77 @@ class KlineParser:
                 return OPEN_FRAME
             if closed is not True:
                 raise TypeError("k.x must be a boolean")
-            symbol, interval, trades, t, end = k["s"], k["i"], k["n"], k["t"], k["T"]
-            if symbol not in self._symbols:
-                self._remember_symbol(symbol)
-            if interval not in _INTERVALS:
-                raise ValueError(f"unsupported interval {interval!r}")
-            if type(trades) is not int or trades < 0:
-                raise ValueError("trades must be a non-negative integer")
-            if type(t) is not int or type(end) is not int:
-                raise TypeError("timestamps must be integers")
-            open_time = (
-                _fromtimestamp(t / 1000, UTC)
-                if 0 <= t < _FLOAT_EXACT_MS
-                else _EPOCH + timedelta(milliseconds=t)
+            return self._candle(
+                k["s"], k["i"], k["n"], k["t"], k["T"], k["o"], k["h"], k["l"], k["c"], k["v"]
             )
-            span = _SPANS.get(interval)
-            if span is not None and end - t == span[0]:
-                close_time = open_time + span[1]
-            else:
-                close_time = _fast_time(end)
-                if close_time <= open_time:
-                    raise ValueError("close_time must be after open_time")
-            o, hi, lo, c, v = k["o"], k["h"], k["l"], k["c"], k["v"]
-            if (
-                type(o) is str
-                and type(hi) is str
-                and type(lo) is str
-                and type(c) is str
-                and type(v) is str
-                and "-" not in o
-                and "-" not in hi
-                and "-" not in lo
-                and "-" not in c
-                and "-" not in v
-            ):
-                # No sign anywhere: each is NaN, infinite or >= 0, never -0. A finite
-                # high and the bracketing leave low, open and close finite too (an
-                # ordering comparison with NaN raises InvalidOperation): only high and
-                # volume need the finiteness check.
-                o, hi, lo, c, v = _D(o), _D(hi), _D(lo), _D(c), _D(v)
-                if not (hi.is_finite() and v.is_finite()):
-                    raise ValueError("must be a finite, non-negative decimal")
-            else:
-                o, hi, lo, c, v = _price(o), _price(hi), _price(lo), _price(c), _price(v)
-            if not (lo <= o and lo <= c and hi >= o and hi >= c):
-                raise ValueError("high/low must bracket open and close")
         except _PARSE_ERRORS as e:
             raise MalformedFrame(f"bad kline payload: {type(e).__name__}: {e}") from e
+
+    def _candle(
+        self,
+        symbol: object,
+        interval: object,
+        trades: object,
+        t: object,
+        end: object,
+        o: object,
+        hi: object,
+        lo: object,
+        c: object,
+        v: object,
+    ) -> Frame:
+        """The contract's checks done by hand on the raw values, then the model built
+        without pydantic's second pass: `model_construct` would be the public way, but it
+        costs more than validating (it walks the fields for defaults in Python), so this
+        sets exactly what pydantic's own constructor leaves on an instance. Raises what
+        `_PARSE_ERRORS` holds; the callers turn it into `MalformedFrame`.
+
+        Cheap where it can be: a symbol already seen valid is a set lookup, five price
+        strings without a `-` need only two finiteness checks (anything else takes
+        `_price`, the reference's rule), the close time of a candle of fixed length is
+        its open time plus the interval's constant span, and the two times come from
+        the C float path where it is exact."""
+        if symbol not in self._symbols:
+            self._remember_symbol(symbol)
+        if interval not in _INTERVALS:
+            raise ValueError(f"unsupported interval {interval!r}")
+        if type(trades) is not int or trades < 0:
+            raise ValueError("trades must be a non-negative integer")
+        if type(t) is not int or type(end) is not int:
+            raise TypeError("timestamps must be integers")
+        open_time = (
+            _fromtimestamp(t / 1000, UTC) if 0 <= t < _FLOAT_EXACT_MS else _EPOCH + timedelta(milliseconds=t)
+        )
+        span = _SPANS.get(interval)
+        if span is not None and end - t == span[0]:
+            close_time = open_time + span[1]
+        else:
+            close_time = _fast_time(end)
+            if close_time <= open_time:
+                raise ValueError("close_time must be after open_time")
+        if (
+            type(o) is str
+            and type(hi) is str
+            and type(lo) is str
+            and type(c) is str
+            and type(v) is str
+            and "-" not in o
+            and "-" not in hi
+            and "-" not in lo
+            and "-" not in c
+            and "-" not in v
+        ):
+            # No sign anywhere: each is NaN, infinite or >= 0, never -0. A finite
+            # high and the bracketing leave low, open and close finite too (an
+            # ordering comparison with NaN raises InvalidOperation): only high and
+            # volume need the finiteness check.
+            do, dh, dl, dc, dv = _D(o), _D(hi), _D(lo), _D(c), _D(v)
+            if not (dh.is_finite() and dv.is_finite()):
+                raise ValueError("must be a finite, non-negative decimal")
+        else:
+            do, dh, dl, dc, dv = _price(o), _price(hi), _price(lo), _price(c), _price(v)
+        if not (dl <= do and dl <= dc and dh >= do and dh >= dc):
+            raise ValueError("high/low must bracket open and close")
         candle = _new(CandleClosed)
         _set(
             candle,
@@ -314,11 +390,11 @@ class KlineParser:
                 "interval": interval,
                 "open_time": open_time,
                 "close_time": close_time,
-                "open": o,
-                "high": hi,
-                "low": lo,
-                "close": c,
-                "volume": v,
+                "open": do,
+                "high": dh,
+                "low": dl,
+                "close": dc,
+                "volume": dv,
                 "trades": trades,
                 "source": _STREAM,
             },
@@ -326,6 +402,78 @@ class KlineParser:
         _set(candle, "__pydantic_fields_set__", _FIELDS)
         _set(candle, "__pydantic_extra__", None)
         _set(candle, "__pydantic_private__", None)
+        return _tuple_new(Frame, (_CLOSED, candle, None, None))
+
+    def _typed(self, text: str) -> Frame | None:
+        """A frame decoded by msgspec straight into typed fields (in C, only the fields
+        the contract reads), then `_candle`'s checks, inlined (a call with ten
+        arguments costs more than the checks it would share). `None` hands the frame
+        to the reference path: anything msgspec refuses (NaN, lone surrogates, a wrong
+        type, a missing key, a negative count, a time the float path cannot convert
+        exactly) and any frame that is not plainly a kline (a response, a combined
+        frame without `data`, a raw one with `stream`), so what this decides is only
+        what `json.loads` + `_kline` decide the same way (property-tested). A kline it
+        read whose values break the contract is refused here."""
+        try:
+            frame = _typed_decode(text)
+        except (_MsgspecError, UnicodeEncodeError):  # the latter: a str with a lone surrogate
+            return None
+        if frame.id is not _UNSET:
+            return None
+        if frame.stream is _UNSET:
+            event, k = frame.e, frame.k
+        elif (data := frame.data) is not _UNSET:
+            event, k = data.e, data.k
+        else:
+            return None
+        if event != "kline" or k is _UNSET:
+            return None
+        if not k.x:
+            return OPEN_FRAME
+        symbol, interval, t, end, o, hi, lo, c, v = k.s, k.i, k.t, k.T, k.o, k.h, k.l, k.c, k.v
+        try:
+            if symbol not in self._symbols:
+                self._remember_symbol(symbol)
+            if interval not in _INTERVALS:
+                raise ValueError(f"unsupported interval {interval!r}")
+            last_t, last_end, open_time, close_time = self._last_times
+            if t != last_t or end != last_end:
+                # Every stream of an interval closes at the same instant, so a burst
+                # of closes (and a backfill) repeats the pair: converted once.
+                open_time = _fromtimestamp(t / 1000, UTC)
+                close_time = _fromtimestamp(end / 1000, UTC)
+                if close_time <= open_time:
+                    raise ValueError("close_time must be after open_time")
+                self._last_times = (t, end, open_time, close_time)
+            if "-" not in o and "-" not in hi and "-" not in lo and "-" not in c and "-" not in v:
+                # As in `_candle`: no sign, so only high and volume need the check.
+                do, dh, dl, dc, dv = _D(o), _D(hi), _D(lo), _D(c), _D(v)
+                if not (dh.is_finite() and dv.is_finite()):
+                    raise ValueError("must be a finite, non-negative decimal")
+            else:
+                do, dh, dl, dc, dv = _price(o), _price(hi), _price(lo), _price(c), _price(v)
+            if not (dl <= do and dl <= dc and dh >= do and dh >= dc):
+                raise ValueError("high/low must bracket open and close")
+        except _PARSE_ERRORS as e:
+            raise MalformedFrame(f"bad kline payload: {type(e).__name__}: {e}") from e
+        # The template holds the constants (and the field order pydantic uses); the
+        # slots are set through their descriptors, as pydantic's constructor leaves them.
+        fields = self._template.copy()
+        fields["symbol"] = symbol
+        fields["interval"] = interval
+        fields["open_time"] = open_time
+        fields["close_time"] = close_time
+        fields["open"] = do
+        fields["high"] = dh
+        fields["low"] = dl
+        fields["close"] = dc
+        fields["volume"] = dv
+        fields["trades"] = k.n
+        candle = _new(CandleClosed)
+        _set(candle, "__dict__", fields)
+        _set_fields_set(candle, _FIELDS)
+        _set_extra(candle, None)
+        _set_private(candle, None)
         return _tuple_new(Frame, (_CLOSED, candle, None, None))
 
     def _remember_symbol(self, symbol: object) -> None:

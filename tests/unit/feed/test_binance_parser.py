@@ -386,3 +386,164 @@ def test_the_fast_closed_path_equals_the_validated_path_on_every_edge_price() ->
                 assert frame.candle is not None
                 results.append(frame.candle.to_detail())
         assert results[0] == results[1], changed
+
+
+# -- the typed (msgspec) text path ----------------------------------------------------
+
+
+def _text_outcome(parser: KlineParser, text: str | bytes) -> tuple[str, Any]:
+    try:
+        frame = parser.parse(text)
+    except MalformedFrame:
+        return ("refused", None)
+    return (frame.kind.value, None if frame.candle is None else frame.candle)
+
+
+def _same_as_reference(text: str | bytes, parser: KlineParser = SPOT) -> tuple[str, Any]:
+    ours, reference = _text_outcome(parser, text), _text_outcome(REFERENCE, text)
+    assert ours[0] == reference[0], text
+    if ours[1] is not None:
+        assert ours[1] == reference[1], text
+        assert ours[1].to_detail() == reference[1].to_detail(), text
+        assert CandleClosed.model_validate(ours[1].to_detail()) == ours[1]
+    return ours
+
+
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_the_typed_text_path_equals_json_loads_and_full_validation(data: st.DataObject) -> None:
+    """`parse` on text (msgspec's typed decode, then the hand checks) against `json.loads`
+    + pydantic's full validation: valid, junk and rule-breaking frames (high below low,
+    NaN and negative prices, bad times, counts, symbols, intervals), open and closed,
+    raw and combined, compact (what Binance sends) and spaced."""
+    message, k = data.draw(kline_frames())
+    choice = data.draw(st.sampled_from(["valid", "junk", "semantic"]))
+    if choice == "junk":
+        k = data.draw(_mutations(k))
+    elif choice == "semantic":
+        k = data.draw(_semantic_mutations({**k, "x": data.draw(st.booleans())}))
+    raw = dict(message.get("data", message))
+    raw["k"] = k
+    message = {**message, "data": raw} if "data" in message else raw
+    text = json.dumps(message, separators=data.draw(st.sampled_from([(",", ":"), (", ", ": ")])))
+    fresh = data.draw(st.booleans())  # a parser that knows no symbol and no times yet
+    _same_as_reference(text, KlineParser(Market.SPOT) if fresh else SPOT)
+
+
+def test_the_typed_text_path_equals_the_reference_on_every_edge_price() -> None:
+    """The exhaustive edge prices of the dict path, through `parse` on compact text."""
+    base = {**json.loads(json.dumps(load("spot_kline_doc_example.json")))["k"], "x": True, "l": "0.0005"}
+    fields = ("o", "h", "l", "c", "v")
+    cases = [{f: value} for f in fields for value in _EDGE_PRICES]
+    cases += [
+        {f: a, g: b}
+        for i, f in enumerate(fields)
+        for g in fields[i + 1 :]
+        for a in _EDGE_PRICES
+        for b in _EDGE_PRICES
+    ]
+    parser = KlineParser(Market.SPOT)
+    outcomes = set()
+    for changed in cases:
+        outcomes.add(_same_as_reference(dumps_compact({"e": "kline", "k": {**base, **changed}}), parser)[0])
+    assert outcomes == {"refused", "candle_closed"}
+
+
+def dumps_compact(message: Any) -> str:
+    return json.dumps(message, separators=(",", ":"))
+
+
+def _closed_text(**changes: Any) -> str:
+    raw = load("spot_kline_doc_example.json")
+    raw["k"].update({"x": True, "l": "0.0005", **changes})
+    return dumps_compact({"stream": "bnbbtc@kline_1m", "data": raw})
+
+
+def test_the_typed_path_decides_a_plain_closed_frame() -> None:
+    """The fast path is the one taken for what Binance sends, not only the fallback."""
+    frame = KlineParser(Market.USDM)._typed(_closed_text())
+    assert frame is not None and frame.kind is FrameKind.CANDLE_CLOSED and frame.candle is not None
+    assert frame.candle.market is Market.USDM and frame.candle.symbol == "BNBBTC"
+    assert frame.candle == REFERENCE.parse(_closed_text()).candle.model_copy(update={"market": Market.USDM})  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # The typed decoder ignores unknown keys: these keys change what the frame is.
+        '{"stream":"x","data":{"e":"kline","k":{}},"id":3,"result":null}',
+        '{"id":3,"result":null,"e":"kline","k":{"t":1,"T":2,"s":"AB","i":"1m","o":"1",'
+        '"c":"1","h":"1","l":"1","v":"1","n":1,"x":true}}',
+        '{"stream":"x","e":"kline","k":{"t":1,"T":2,"s":"AB","i":"1m","o":"1","c":"1",'
+        '"h":"1","l":"1","v":"1","n":1,"x":true}}',
+        '{"stream":"x","data":null}',
+        '{"e":"serverShutdown","E":1}',
+        '{"e":"aggTrade","k":5}',
+        # Duplicate keys: `json` keeps the last one, and so must we.
+        _closed_text(h="0.0025").replace('"h":"0.0025"', '"h":"0.0001","h":"0.0025"'),
+        _closed_text(h="0.0025").replace('"h":"0.0025"', '"h":"0.0025","h":"0.0001"'),
+        _closed_text().replace('"x":true', '"x":true,"x":false'),
+        _closed_text().replace('"s":"BNBBTC","i"', '"s":"BNBBTC","s":"bad","i"'),
+        # Escapes, control characters, surrogates, trailing data.
+        _closed_text().replace('"s":"BNBBTC","i"', '"s":"BNB\\u0042TC","i"'),
+        _closed_text().replace('"\\u0069":', '"i":').replace('"i":"1m"', '"\\u0069":"1m"'),
+        _closed_text().replace('"B":"', '"B":"\x01'),
+        _closed_text().replace('"B":"', '"B":"\\ud800'),
+        _closed_text().replace('"B":"', '"B":"\ud800'),
+        _closed_text().replace('"B":"', '"B":"\\udc00\\ud800'),
+        _closed_text() + " ",
+        _closed_text() + "x",
+        " " + _closed_text(),
+        # Values the typed decoder refuses and the reference decides.
+        _closed_text(n=-1),
+        _closed_text(n=True),
+        _closed_text(t=-60_000, T=-1),
+        _closed_text(t=4_000_000_000_000, T=4_000_000_059_999),
+        # Where a double is not exact to the millisecond (year 3148): the integer path.
+        _closed_text(t=37_188_307_740_000, T=37_188_307_809_340),
+        _closed_text(i="7m"),
+        _closed_text(i="1H"),
+        _closed_text(s="bnbbtc"),
+        _closed_text(s="B"),
+        _closed_text(o=0.001),
+        _closed_text(h="NaN"),
+        _closed_text(v="-1"),
+        _closed_text(h="0.0001"),
+        _closed_text().replace('"n":100', '"n":100000000000000000000000'),
+        _closed_text().replace('"E":1672515782136', '"E":NaN'),
+        _closed_text().replace('"E":1672515782136', '"E":1e400'),
+        _closed_text().replace('"x":true', '"x":1'),
+    ],
+)
+def test_the_typed_text_path_equals_the_reference_on_structural_oddities(text: str) -> None:
+    _same_as_reference(text)
+    _same_as_reference(text, KlineParser(Market.SPOT))
+    _same_as_reference(text.encode("utf-8", "surrogatepass"), KlineParser(Market.SPOT))
+
+
+def test_the_remembered_times_follow_both_timestamps() -> None:
+    """Streams of one interval close together, so the last pair of times is reused:
+    only when both the open and the close millisecond are the same."""
+    parser = KlineParser(Market.SPOT)
+    start = 1672515780000
+    texts = [
+        _closed_text(t=start, T=start + 59_999, s="AAA1"),
+        _closed_text(t=start, T=start + 59_999, s="AAA2"),  # the same pair: reused
+        _closed_text(t=start, T=start + 29_999, s="AAA3"),  # same open, other close
+        _closed_text(t=start + 1, T=start + 29_999, s="AAA4"),  # other open, same close
+        _closed_text(t=start + 29_999, T=start + 29_999, s="AAA5"),  # close not after open
+        _closed_text(t=start, T=start + 59_999, s="AAA6"),
+    ]
+    results = [_same_as_reference(text, parser) for text in texts]
+    times = [
+        None if c is None else (intervals.to_ms(c.open_time), intervals.to_ms(c.close_time))
+        for _, c in results
+    ]
+    assert times == [
+        (start, start + 59_999),
+        (start, start + 59_999),
+        (start, start + 29_999),
+        (start + 1, start + 29_999),
+        None,
+        (start, start + 59_999),
+    ]
