@@ -90,22 +90,26 @@ class Database:
         return self._conn
 
     @contextmanager
-    def transaction(self) -> Iterator[psycopg.Connection[Row]]:
-        """Run a block in one transaction; translate psycopg errors at the boundary."""
+    def _connected(self) -> Iterator[psycopg.Connection[Row]]:
+        """The connection, held by this thread; psycopg errors translated at the boundary
+        (a broken connection is reopened by the next `_connection()`)."""
         with self._lock:
             conn = self._connection()
             try:
-                with conn.transaction():
-                    if self._clock is not None:
-                        moment = self._clock()
-                        if moment.tzinfo is None:
-                            raise ValueError("the database clock must return an aware datetime")
-                        conn.execute("select set_config('cmon.now', %s, true)", (moment.isoformat(),))
-                    yield conn
+                yield conn
             except psycopg.Error as exc:
-                if conn.broken:
-                    self._conn = None
                 raise _translate(exc) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection[Row]]:
+        """Run a block in one explicit transaction (BEGIN ... COMMIT, or ROLLBACK on error)."""
+        with self._connected() as conn, conn.transaction():
+            if self._clock is not None:
+                moment = self._clock()
+                if moment.tzinfo is None:
+                    raise ValueError("the database clock must return an aware datetime")
+                conn.execute("select set_config('cmon.now', %s, true)", (moment.isoformat(),))
+            yield conn
 
     def call(self, function: str, **params: Any) -> Any:
         """`select public.<function>(p_name => value, ...)` in its own transaction.
@@ -132,19 +136,10 @@ class Database:
         """One statement, one round trip: on the autocommit connection it is its own
         transaction. With a clock, `cmon.now` must be set in the same transaction first,
         so it takes the explicit `transaction()` path."""
-        if self._clock is not None:
-            with self.transaction() as conn:
-                cursor = conn.execute(sql, params)
-                return cursor.fetchall() if all_rows else cursor.fetchone()
-        with self._lock:
-            conn = self._connection()
-            try:
-                cursor = conn.execute(sql, params)
-                return cursor.fetchall() if all_rows else cursor.fetchone()
-            except psycopg.Error as exc:
-                if conn.broken:
-                    self._conn = None
-                raise _translate(exc) from exc
+        scope = self.transaction() if self._clock is not None else self._connected()
+        with scope as conn:
+            cursor = conn.execute(sql, params)
+            return cursor.fetchall() if all_rows else cursor.fetchone()
 
     def close(self) -> None:
         with self._lock:
