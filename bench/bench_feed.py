@@ -12,6 +12,13 @@ with our parser's speed-up over cryptofeed and the load average. Our closed fram
 the parser's typed path (msgspec decodes straight into typed fields); the "fallback"
 row is the orjson + dict path every other frame takes.
 
+`--floor` adds three lower bounds of the closed-candle path (issue 13's question, what
+twice cryptofeed would take), none of them a parser: msgspec's typed decode alone; the
+decode plus the five `Decimal`s the contract's prices are; and the contract's checks on
+string prices with no `Decimal` and no pydantic model at all (a small msgspec struct
+out, the bracketing compared as floats), the "different price type" a redesign would
+have. Each skips the compact open frames as the parser does.
+
 cryptofeed is optional (`pip install cmon[bench]`). Its `BinanceFeed` fetches
 `exchangeInfo` when built, which would need the network, so its symbol cache is seeded
 first, then raw frame strings are fed to `message_handler` as its connection would.
@@ -26,14 +33,18 @@ import gc
 import json
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 
+from feed_service import binance
 from feed_service.binance import FrameKind, KlineParser
 from feed_service.publisher import MemoryPublisher
 from feed_service.router import CandleRouter
@@ -166,6 +177,80 @@ def bench_ours_pipeline(frames: list[str]) -> int:
     return asyncio.run(run())
 
 
+def _closed_klines(frames: list[str]) -> list[str]:
+    return [f for f in frames if not ('"x":false' in f and '"e":"kline"' in f)]
+
+
+def floor_decode(frames: list[str]) -> int:
+    """msgspec's typed decode of every frame the open-frame shortcut lets through."""
+    decode = binance._typed_decode
+    closed = 0
+    for frame in _closed_klines(frames):
+        decoded = decode(frame)
+        kline = decoded.k if decoded.data is msgspec.UNSET else decoded.data.k
+        closed += kline is not msgspec.UNSET and kline.x
+    return closed
+
+
+def floor_decimals(frames: list[str]) -> int:
+    """The decode plus the five `Decimal`s of a closed candle, nothing checked or built."""
+    decode, dec = binance._typed_decode, Decimal
+    closed = 0
+    for frame in _closed_klines(frames):
+        decoded = decode(frame)
+        k = decoded.k if decoded.data is msgspec.UNSET else decoded.data.k
+        if k is not msgspec.UNSET and k.x:
+            dec(k.o), dec(k.h), dec(k.l), dec(k.c), dec(k.v)
+            closed += 1
+    return closed
+
+
+# Plain non-negative decimals that are their own canonical form (what the wire would
+# carry as-is): anything else would take the `Decimal` path.
+_PLAIN_PRICES = re.compile(r"(?:(?:0|[1-9][0-9]*)(?:\.[0-9]+)?,){4}(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
+
+
+class _StringCandle(msgspec.Struct, frozen=True, gc=False):
+    market: Market
+    symbol: str
+    interval: str
+    open_ms: int
+    close_ms: int
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+    trades: int
+
+
+def floor_string_prices(frames: list[str]) -> int:
+    """The contract's checks with string prices out: no `Decimal`, no pydantic model.
+
+    Float bracketing is exact only when no two prices round to one double (a real path
+    would compare those as `Decimal`s); the open-frame shortcut, the symbol set and the
+    decoder are the parser's."""
+    decode, plain, unset = binance._typed_decode, _PLAIN_PRICES.fullmatch, msgspec.UNSET
+    symbols, supported, market = {*SYMBOLS}, frozenset(intervals.SUPPORTED), Market.SPOT
+    closed = 0
+    for frame in _closed_klines(frames):
+        decoded = decode(frame)
+        k = decoded.k if decoded.data is unset else decoded.data.k
+        if k is unset or not k.x:
+            continue
+        if k.s not in symbols or k.i not in supported or k.t >= k.T:
+            raise ValueError("outside the contract")
+        o, hi, lo, c, v = k.o, k.h, k.l, k.c, k.v
+        if plain(f"{o},{hi},{lo},{c},{v}") is None:
+            raise ValueError("not a plain price")
+        fo, fh, fl, fc = float(o), float(hi), float(lo), float(c)
+        if not (fl <= fo and fl <= fc and fh >= fo and fh >= fc):
+            raise ValueError("high/low must bracket open and close")
+        _StringCandle(market, k.s, k.i, k.t, k.T, o, hi, lo, c, v, k.n)
+        closed += 1
+    return closed
+
+
 def make_cryptofeed() -> Callable[[list[str]], int] | None:
     try:
         from cryptofeed.defines import CANDLES
@@ -228,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--floor", action="store_true", help="add the lower bounds of the closed path (see the docstring)"
+    )
     args = parser.parse_args(argv)
 
     print(
@@ -240,6 +328,12 @@ def main(argv: list[str] | None = None) -> int:
         ("cmon orjson + dict checks (fallback path)", bench_ours_no_shortcut),
         ("cmon parse + router + memory sink", bench_ours_pipeline),
     ]
+    if args.floor:
+        contenders += [
+            ("floor: msgspec typed decode only", floor_decode),
+            ("floor: decode + five Decimals", floor_decimals),
+            ("floor: checks, string prices, no model", floor_string_prices),
+        ]
     cryptofeed_run = make_cryptofeed()
     if cryptofeed_run is None:
         print("cryptofeed not installed (pip install 'cmon[bench]'): comparison skipped")
