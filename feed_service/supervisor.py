@@ -43,7 +43,6 @@ from feed_service.connection import Connection, SubscriptionError
 from feed_service.metrics import FeedMetrics
 from feed_service.router import CandleRouter
 from feed_service.streams import StreamId
-from feed_service.timing import Sleeper
 from feed_service.venue import FrameKind, MalformedFrame, Venue
 from functions.core.errors import CmonError
 from functions.core.retry import BackoffPolicy
@@ -89,7 +88,6 @@ class ShardSupervisor:
         *,
         metrics: FeedMetrics | None = None,
         monotonic: Callable[[], float] = time.monotonic,
-        sleep: Sleeper = asyncio.sleep,
         draw: Callable[[], float] = random.random,
     ) -> None:
         self.shard_id = shard_id
@@ -98,7 +96,6 @@ class ShardSupervisor:
         self._venue = venue
         self._metrics = metrics
         self._monotonic = monotonic
-        self._sleep = sleep
         self._backoff = BackoffPolicy(base_s=policy.backoff_base_s, cap_s=policy.backoff_max_s)
         self._draw = draw
         # Consecutive failed connects: the backoff's attempt number. Reset by a
