@@ -52,6 +52,7 @@ insert into pg_temp.contract (name, args, result, callers) values
     ('stop_workflow', 'p_workflow_id uuid, p_reason text', 'jsonb', default),
     ('undo_rollback', 'p_rollback_id uuid, p_actor text', 'jsonb', default),
     ('user_token_budget', 'p_user_id uuid', 'jsonb', default),
+    ('user_token_cap', 'p_user_id uuid', 'bigint', default),
     ('valid_interval', 'p_interval text', 'boolean', default),
     ('workflows_for_candle', 'p_market text, p_symbol text, p_interval text, p_candle_time timestamp with time zone', 'TABLE(workflow_id uuid, workflow_type text)', default);
 

@@ -117,6 +117,40 @@ def test_the_cap_counts_the_users_tokens_of_the_current_utc_day(db: Database, db
     assert (row["is_active"], row["consecutive_errors"]) == (True, 0)
 
 
+def _ledger_reads_of_a_claim(db_url: str, wf: uuid.UUID, candle_time: datetime) -> tuple[bool, int]:
+    """Claim in one transaction and count that transaction's scans of llm_calls (the
+    statistics of the current transaction, before anything is flushed)."""
+    with psycopg.connect(db_url, row_factory=dict_row) as conn:
+        conn.execute(
+            "select set_config('cmon.now', %s, true)", ((candle_time + timedelta(seconds=1)).isoformat(),)
+        )
+        claim = conn.execute(
+            "select public.claim_candle(p_workflow_id => %(w)s, p_candle_time => %(t)s,"
+            " p_lease_seconds => 300, p_stale_intervals => 2) as result",
+            {"w": wf, "t": candle_time},
+        ).fetchone()
+        reads = conn.execute(
+            "select coalesce(sum(coalesce(seq_scan, 0) + coalesce(idx_scan, 0)), 0)::int as n"
+            " from pg_stat_xact_user_tables where relid = 'public.llm_calls'::regclass"
+        ).fetchone()
+        assert claim is not None and reads is not None
+        return claim["result"]["claimed"], reads["n"]
+
+
+def test_an_uncapped_claim_never_reads_the_ledger(db: Database, db_url: str) -> None:
+    user = f.user(db, "pro")
+    wf = _setup_workflow(db, user)
+    uncapped = "daily_token_cap = 0, daily_token_cap_by_tier = '{}'"
+    db.fetch_one(f"update public.rollout_settings set {uncapped} where id returning 1")
+    assert _ledger_reads_of_a_claim(db_url, wf, T0) == (True, 0)
+    # A cap (here the tier's own) makes the claim sum the user's day.
+    tier_cap = """daily_token_cap_by_tier = '{"pro": 5000}'"""
+    db.fetch_one(f"update public.rollout_settings set {tier_cap} where id returning 1")
+    claimed, reads = _ledger_reads_of_a_claim(db_url, wf, T0 + timedelta(minutes=1))
+    assert claimed is True and reads >= 1
+    assert db.fetch_one("select public.user_token_cap(%(u)s) as cap", {"u": user}) == {"cap": 5000}
+
+
 def test_a_refused_answer_with_usage_is_in_the_ledger_and_an_outage_is_not(db: Database) -> None:
     wf = _setup_workflow(db)
     for minute, usage in (

@@ -41,6 +41,7 @@ POSITION_E2E = "tests/e2e/test_position_management.py::test_"
 CONCURRENCY = "tests/e2e/test_concurrency.py::test_"
 SHADOW = "tests/functional/test_shadow_sql.py::test_"
 CTX = "tests/functional/test_job_context.py::test_"
+LEDGER = "tests/functional/test_ledger_sql.py::test_"
 
 
 @dataclass(frozen=True)
@@ -285,6 +286,16 @@ MUTATIONS: tuple[Mutation, ...] = (
     M("gate: a percentage, not on/off", "rollout_admits",
       "public.rollout_bucket(p_user_id) < p_settings.percent", "p_settings.percent > 0",
       (G + "the_gate_admits_a_percentage_of_users_by_their_stable_bucket",)),
+    # the daily token cap
+    M("cap: an uncapped claim never reads the ledger", "_token_cap_refusal",
+      "v_budget jsonb;", "v_budget jsonb := public.user_token_budget(p_user_id);",
+      (LEDGER + "an_uncapped_claim_never_reads_the_ledger",)),
+    M("cap: a tier's own cap wins over the global one", "user_token_cap",
+      "coalesce(nullif(r.daily_token_cap_by_tier ->> u.subscription_tier, '')::bigint, r.daily_token_cap)",
+      "r.daily_token_cap", (LEDGER + "an_uncapped_claim_never_reads_the_ledger",)),
+    M("cap: at the cap the claim is refused", "_token_cap_refusal",
+      "if (v_budget ->> 'tokens_today')::bigint < (v_budget ->> 'cap')::bigint then", "if true then",
+      (LEDGER + "the_cap_counts_the_users_tokens_of_the_current_utc_day",)),
 )  # fmt: skip
 
 
