@@ -27,6 +27,9 @@ from functions.core.contracts import CandleClosed, CandleSource, Market
 from tests.unit.feed.frames import load, recorded_frames
 
 SPOT = KlineParser(Market.SPOT)
+# The same parser without the compiled decoder: the Python paths, which decide alone
+# where the extension is not built, and everything the decoder steps aside from.
+SPOT_PYTHON = KlineParser(Market.SPOT, compiled=False)
 
 
 def test_recorded_open_frames_yield_nothing() -> None:
@@ -349,6 +352,7 @@ def test_the_fast_text_path_equals_json_loads_and_full_validation(data: st.DataO
         return (frame.kind.value, None if frame.candle is None else frame.candle.to_detail())
 
     assert outcome(SPOT) == outcome(REFERENCE)
+    assert outcome(SPOT_PYTHON) == outcome(REFERENCE)
     assert outcome(KlineParser(Market.SPOT)) == outcome(REFERENCE)  # a parser that knows no symbol yet
 
 
@@ -399,14 +403,22 @@ def _text_outcome(parser: KlineParser, text: str | bytes) -> tuple[str, Any]:
     return (frame.kind.value, None if frame.candle is None else frame.candle)
 
 
-def _same_as_reference(text: str | bytes, parser: KlineParser = SPOT) -> tuple[str, Any]:
-    ours, reference = _text_outcome(parser, text), _text_outcome(REFERENCE, text)
-    assert ours[0] == reference[0], text
-    if ours[1] is not None:
-        assert ours[1] == reference[1], text
-        assert ours[1].to_detail() == reference[1].to_detail(), text
-        assert CandleClosed.model_validate(ours[1].to_detail()) == ours[1]
-    return ours
+def _same_as_reference(
+    text: str | bytes, parser: KlineParser = SPOT, twin: KlineParser | None = None
+) -> tuple[str, Any]:
+    """`parser` and its Python-only twin (SPOT_PYTHON for SPOT, else a fresh one unless
+    given) both decide `text` as the reference does; `parser`'s outcome is returned."""
+    if twin is None:
+        twin = SPOT_PYTHON if parser is SPOT else KlineParser(parser.market, compiled=False)
+    reference = _text_outcome(REFERENCE, text)
+    outcomes = [_text_outcome(p, text) for p in (parser, twin)]
+    for ours in outcomes:
+        assert ours[0] == reference[0], text
+        if ours[1] is not None:
+            assert ours[1] == reference[1], text
+            assert ours[1].to_detail() == reference[1].to_detail(), text
+            assert CandleClosed.model_validate(ours[1].to_detail()) == ours[1]
+    return outcomes[0]
 
 
 @settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
@@ -467,54 +479,63 @@ def test_the_typed_path_decides_a_plain_closed_frame() -> None:
     assert frame.candle == REFERENCE.parse(_closed_text()).candle.model_copy(update={"market": Market.USDM})  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        # The typed decoder ignores unknown keys: these keys change what the frame is.
-        '{"stream":"x","data":{"e":"kline","k":{}},"id":3,"result":null}',
-        '{"id":3,"result":null,"e":"kline","k":{"t":1,"T":2,"s":"AB","i":"1m","o":"1",'
-        '"c":"1","h":"1","l":"1","v":"1","n":1,"x":true}}',
-        '{"stream":"x","e":"kline","k":{"t":1,"T":2,"s":"AB","i":"1m","o":"1","c":"1",'
-        '"h":"1","l":"1","v":"1","n":1,"x":true}}',
-        '{"stream":"x","data":null}',
-        '{"e":"serverShutdown","E":1}',
-        '{"e":"aggTrade","k":5}',
-        # Duplicate keys: `json` keeps the last one, and so must we.
-        _closed_text(h="0.0025").replace('"h":"0.0025"', '"h":"0.0001","h":"0.0025"'),
-        _closed_text(h="0.0025").replace('"h":"0.0025"', '"h":"0.0025","h":"0.0001"'),
-        _closed_text().replace('"x":true', '"x":true,"x":false'),
-        _closed_text().replace('"s":"BNBBTC","i"', '"s":"BNBBTC","s":"bad","i"'),
-        # Escapes, control characters, surrogates, trailing data.
-        _closed_text().replace('"s":"BNBBTC","i"', '"s":"BNB\\u0042TC","i"'),
-        _closed_text().replace('"\\u0069":', '"i":').replace('"i":"1m"', '"\\u0069":"1m"'),
-        _closed_text().replace('"B":"', '"B":"\x01'),
-        _closed_text().replace('"B":"', '"B":"\\ud800'),
-        _closed_text().replace('"B":"', '"B":"\ud800'),
-        _closed_text().replace('"B":"', '"B":"\\udc00\\ud800'),
-        _closed_text() + " ",
-        _closed_text() + "x",
-        " " + _closed_text(),
-        # Values the typed decoder refuses and the reference decides.
-        _closed_text(n=-1),
-        _closed_text(n=True),
-        _closed_text(t=-60_000, T=-1),
-        _closed_text(t=4_000_000_000_000, T=4_000_000_059_999),
-        # Where a double is not exact to the millisecond (year 3148): the integer path.
-        _closed_text(t=37_188_307_740_000, T=37_188_307_809_340),
-        _closed_text(i="7m"),
-        _closed_text(i="1H"),
-        _closed_text(s="bnbbtc"),
-        _closed_text(s="B"),
-        _closed_text(o=0.001),
-        _closed_text(h="NaN"),
-        _closed_text(v="-1"),
-        _closed_text(h="0.0001"),
-        _closed_text().replace('"n":100', '"n":100000000000000000000000'),
-        _closed_text().replace('"E":1672515782136', '"E":NaN'),
-        _closed_text().replace('"E":1672515782136', '"E":1e400'),
-        _closed_text().replace('"x":true', '"x":1'),
-    ],
-)
+# Frames whose structure is odd: each path must decide them as `json.loads` would.
+STRUCTURAL_ODDITIES = [
+    # The typed decoder ignores unknown keys: these keys change what the frame is.
+    '{"stream":"x","data":{"e":"kline","k":{}},"id":3,"result":null}',
+    '{"id":3,"result":null,"e":"kline","k":{"t":1,"T":2,"s":"AB","i":"1m","o":"1",'
+    '"c":"1","h":"1","l":"1","v":"1","n":1,"x":true}}',
+    '{"stream":"x","e":"kline","k":{"t":1,"T":2,"s":"AB","i":"1m","o":"1","c":"1",'
+    '"h":"1","l":"1","v":"1","n":1,"x":true}}',
+    '{"stream":"x","data":null}',
+    '{"e":"serverShutdown","E":1}',
+    '{"e":"aggTrade","k":5}',
+    # Duplicate keys: `json` keeps the last one, and so must we.
+    _closed_text(h="0.0025").replace('"h":"0.0025"', '"h":"0.0001","h":"0.0025"'),
+    _closed_text(h="0.0025").replace('"h":"0.0025"', '"h":"0.0025","h":"0.0001"'),
+    _closed_text().replace('"x":true', '"x":true,"x":false'),
+    _closed_text().replace('"s":"BNBBTC","i"', '"s":"BNBBTC","s":"bad","i"'),
+    # ... also when the second is spelled with an escape ("\u0069" is "i").
+    _closed_text().replace('"i":"1m"', '"i":"1m","\\u0069":"1h"'),
+    _closed_text().replace('"x":true', '"x":true,"\\u0078":false'),
+    # The open mark alone, outside a kline: not an open candle.
+    '{"e":"trade","E":1,"x":false}',
+    # A complete, closed kline under another event name is not a kline.
+    _closed_text().replace('"e":"kline"', '"e":"klines"'),
+    _closed_text().replace('"e":"kline"', '"e":"kline","e":"trade"'),
+    # Escapes, control characters, surrogates, trailing data.
+    _closed_text().replace('"s":"BNBBTC","i"', '"s":"BNB\\u0042TC","i"'),
+    _closed_text().replace('"\\u0069":', '"i":').replace('"i":"1m"', '"\\u0069":"1m"'),
+    _closed_text().replace('"B":"', '"B":"\x01'),
+    _closed_text().replace('"B":"', '"B":"\\ud800'),
+    _closed_text().replace('"B":"', '"B":"\ud800'),
+    _closed_text().replace('"B":"', '"B":"\\udc00\\ud800'),
+    _closed_text() + " ",
+    _closed_text() + "x",
+    " " + _closed_text(),
+    # Values the typed decoder refuses and the reference decides.
+    _closed_text(n=-1),
+    _closed_text(n=True),
+    _closed_text(t=-60_000, T=-1),
+    _closed_text(t=4_000_000_000_000, T=4_000_000_059_999),
+    # Where a double is not exact to the millisecond (year 3148): the integer path.
+    _closed_text(t=37_188_307_740_000, T=37_188_307_809_340),
+    _closed_text(i="7m"),
+    _closed_text(i="1H"),
+    _closed_text(s="bnbbtc"),
+    _closed_text(s="B"),
+    _closed_text(o=0.001),
+    _closed_text(h="NaN"),
+    _closed_text(v="-1"),
+    _closed_text(h="0.0001"),
+    _closed_text().replace('"n":100', '"n":100000000000000000000000'),
+    _closed_text().replace('"E":1672515782136', '"E":NaN'),
+    _closed_text().replace('"E":1672515782136', '"E":1e400'),
+    _closed_text().replace('"x":true', '"x":1'),
+]
+
+
+@pytest.mark.parametrize("text", STRUCTURAL_ODDITIES)
 def test_the_typed_text_path_equals_the_reference_on_structural_oddities(text: str) -> None:
     _same_as_reference(text)
     _same_as_reference(text, KlineParser(Market.SPOT))
@@ -534,7 +555,8 @@ def test_the_remembered_times_follow_both_timestamps() -> None:
         _closed_text(t=start + 29_999, T=start + 29_999, s="AAA5"),  # close not after open
         _closed_text(t=start, T=start + 59_999, s="AAA6"),
     ]
-    results = [_same_as_reference(text, parser) for text in texts]
+    twin = KlineParser(Market.SPOT, compiled=False)
+    results = [_same_as_reference(text, parser, twin) for text in texts]
     times = [
         None if c is None else (intervals.to_ms(c.open_time), intervals.to_ms(c.close_time))
         for _, c in results
