@@ -5,14 +5,23 @@
 
 FROM python:3.12-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# A C compiler for the feed's closed-kline decoder (feed_service/_kline.c; the image's
+# Python ships its headers). Without it the wheel is built without the decoder and the
+# feed runs on the Python path (~5 us a closed frame instead of ~3), deciding the same.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY requirements/feed.txt ./requirements/feed.txt
 COPY functions ./functions
 COPY feed_service ./feed_service
+# setup.py ships the migrations inside the package (functions.supabase).
+COPY supabase ./supabase
 # Wheels for the project and every dependency, at the versions of the lock
 # (requirements/lock.sh), so the runtime stage needs no compiler and no network access.
-RUN pip wheel --wheel-dir /wheels --constraint requirements/feed.txt ".[feed]"
+RUN pip wheel --wheel-dir /wheels --constraint requirements/feed.txt ".[feed]" \
+    && python -c "import sys, zipfile, glob; w, = glob.glob('/wheels/cmon-*.whl'); \
+sys.exit(not any(n.startswith('feed_service/_kline') and n.endswith('.so') for n in zipfile.ZipFile(w).namelist()))"
 
 FROM python:3.12-slim
 ENV PYTHONUNBUFFERED=1 \
