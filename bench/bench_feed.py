@@ -9,8 +9,9 @@ stream looks like with an update every 2 s) and "all closed" (the worst case, an
 the backfill after a reconnect pushes). Each implementation runs on one core, in this
 process; the implementations take turns, and the best of `--repeat` rounds is shown,
 with our parser's speed-up over cryptofeed and the load average. Our closed frames take
-the parser's typed path (msgspec decodes straight into typed fields); the "fallback"
-row is the orjson + dict path every other frame takes.
+the compiled decoder when it is built (feed_service/_kline.c); "Python only" is the
+parser without it (msgspec decodes straight into typed fields); the "fallback" row is
+the orjson + dict path every other frame takes.
 
 `--floor` adds three lower bounds of the closed-candle path (issue 13's question, what
 twice cryptofeed would take), none of them a parser: msgspec's typed decode alone; the
@@ -142,6 +143,16 @@ def build_frames(count: int, closed_every: int) -> list[str]:
 
 def bench_ours(frames: list[str]) -> int:
     parser = KlineParser(Market.SPOT)
+    closed = 0
+    for frame in frames:
+        if parser.parse(frame).kind is FrameKind.CANDLE_CLOSED:
+            closed += 1
+    return closed
+
+
+def bench_ours_python(frames: list[str]) -> int:
+    """The parser without its compiled decoder: what an install without a C compiler runs."""
+    parser = KlineParser(Market.SPOT, compiled=False)
     closed = 0
     for frame in frames:
         if parser.parse(frame).kind is FrameKind.CANDLE_CLOSED:
@@ -323,8 +334,14 @@ def main(argv: list[str] | None = None) -> int:
         f"Python {platform.python_version()} ({platform.python_implementation()}), "
         f"{platform.system()} {platform.machine()}"
     )
+    compiled = KlineParser(Market.SPOT).compiled
+    print(
+        "cmon KlineParser: "
+        + ("compiled decoder (feed_service/_kline.c) first" if compiled else "Python only (no _kline built)")
+    )
     contenders: list[tuple[str, Callable[[list[str]], int]]] = [
         ("cmon KlineParser", bench_ours),
+        ("cmon KlineParser, Python only", bench_ours_python),
         ("cmon orjson + dict checks (fallback path)", bench_ours_no_shortcut),
         ("cmon parse + router + memory sink", bench_ours_pipeline),
     ]

@@ -27,7 +27,7 @@ def test_bench_feed_rows_all_count_the_same_closed_candles(capsys: pytest.Captur
     closed = {}
     for mix in ("live (1 in 30)", "all closed"):
         counts = {line[:44].strip(): int(line.split()[-1]) for line in rows if mix in line}
-        assert len(counts) == 6, counts  # the parser, its fallback, the pipeline, three floors
+        assert len(counts) == 7, counts  # the parser, Python only, its fallback, the pipeline, three floors
         assert len(set(counts.values())) == 1, counts
         closed[mix] = counts["cmon KlineParser"]
     # 1 frame in 50 is a recorded open update; every other frame closes in the worst case.
