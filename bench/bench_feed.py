@@ -13,8 +13,8 @@ the compiled decoder when it is built (feed_service/_kline.c); "Python only" is 
 parser without it (msgspec decodes straight into typed fields); the "fallback" row is
 the orjson + dict path every other frame takes.
 
-`--floor` adds three lower bounds of the closed-candle path (issue 13's question, what
-twice cryptofeed would take), none of them a parser: msgspec's typed decode alone; the
+`--floor` adds three lower bounds of what a Python closed-candle path can reach (why
+the parser's closed path is in C, issue 13), none of them a parser: msgspec's typed decode alone; the
 decode plus the five `Decimal`s the contract's prices are; and the contract's checks on
 string prices with no `Decimal` and no pydantic model at all (a small msgspec struct
 out, the bracketing compared as floats), the "different price type" a redesign would
