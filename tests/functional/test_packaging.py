@@ -72,6 +72,27 @@ def test_wheel_carries_migrations_bootstrap_and_seed(wheel: Path) -> None:
     assert not any(n.startswith("supabase/") for n in names)  # the client package's place stays free
 
 
+def test_installed_wheel_decodes_closed_klines_with_its_compiled_decoder(
+    installed: Path, tmp_path: Path
+) -> None:
+    """The feed's C decoder ships built in the wheel (and its source for an sdist)."""
+    if os.environ.get("CMON_REQUIRE_COMPILED") != "1":
+        pytest.skip("the decoder is optional outside CI (CMON_REQUIRE_COMPILED=1 requires it)")
+    code = (
+        "import feed_service._kline as k, feed_service.binance as b, functions.core.contracts as c;"
+        "print(k.__file__, b.KlineParser(c.Market.SPOT).compiled)"
+    )
+    out = subprocess.run(
+        [str(installed / "bin" / "python"), "-c", code],
+        cwd=tmp_path,
+        env=_outside_env(tmp_path),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert Path(out[0]).is_relative_to(installed) and out[1] == "True", out
+
+
 def _outside_env(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env["HOME"] = str(tmp)
