@@ -8,15 +8,17 @@
  *
  * The rule that keeps it exact: this decoder either decides a frame exactly as
  * `KlineParser.parse` in Python would, or it answers None and the Python path decides.
- * It decides a compact open kline by the same two marks as the Python shortcut, and
- * plain closed klines the way `json.loads` + `CandleClosed`'s validation would: valid JSON, no `id` (a response),
- * no escape in any key or in any value it reads, none of those keys twice (`json` keeps
- * the last), `x` true, times and count non-negative integers (times below year 2096,
- * where the float conversion is exact), a symbol of 2-32 of [A-Z0-9], a supported
- * interval, close after open, prices of digits with at most one inner dot, the high and
- * low bracketing open and close. Anything else -- an open kline, a refusal, NaN, a
- * surrogate, another layout -- is None, never an error: the Python path owns every
- * message. Property tests hold the two paths equal (tests/unit/feed/test_binance_parser.py).
+ * It decides a compact open kline by the same two marks as the Python shortcut, and a
+ * plain closed kline the way `json.loads` + `CandleClosed`'s validation would: valid
+ * JSON, no `id` (a response), no escape in any key or in any value it reads, none of
+ * those keys twice (`json` keeps the last), `x` true, times and count non-negative
+ * integers (times below year 2096, where the float conversion is exact), a symbol of
+ * 2-32 of [A-Z0-9], a supported interval, close after open, prices of digits with at
+ * most one inner dot, the high and low bracketing open and close. Anything else -- a
+ * spaced open kline, a refusal, NaN, a surrogate, another layout -- is None, never an
+ * error: the Python path owns every other message. Property tests hold it to that
+ * (tests/unit/feed/test_compiled_decoder.py, and every parse test of
+ * test_binance_parser.py runs the parser with and without it).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -208,25 +210,33 @@ static int literal(Cursor *c, const char *word, Py_ssize_t n) {
 
 static int skip_value(Cursor *c, int depth);
 
-static int skip_container(Cursor *c, int depth, char close, int keyed) {
+/* An object's members or an array's items, one by one, from the opening bracket (which
+   the caller has seen). In an object, `on_member` reads the value of a key it wants
+   (answering 1) or has it skipped (0), and the keys must be unescaped: "\u0078" may be
+   "x". Without `on_member` (a value skipped whole) any key goes. */
+typedef int (*MemberFn)(void *state, const Span *key, Cursor *c, int depth);
+
+static int walk(Cursor *c, int depth, char close, MemberFn on_member, void *state) {
     if (depth > MAX_DEPTH) return -1;
-    c->p++; /* the opening bracket */
+    c->p++;
     skip_ws(c);
     if (c->p < c->end && *c->p == close) {
         c->p++;
         return 0;
     }
     for (;;) {
-        if (keyed) {
+        int taken = 0;
+        if (close == '}') {
             Span key;
             int escaped;
-            if (read_string(c, &key, &escaped) < 0) return -1;
+            if (read_string(c, &key, &escaped) < 0 || (escaped && on_member != NULL)) return -1;
             skip_ws(c);
             if (c->p >= c->end || *c->p != ':') return -1;
             c->p++;
             skip_ws(c);
+            if (on_member != NULL && (taken = on_member(state, &key, c, depth + 1)) < 0) return -1;
         }
-        if (skip_value(c, depth + 1) < 0) return -1;
+        if (!taken && skip_value(c, depth + 1) < 0) return -1;
         skip_ws(c);
         if (c->p >= c->end) return -1;
         if (*c->p == ',') {
@@ -248,8 +258,8 @@ static int skip_value(Cursor *c, int depth) {
     if (c->p >= c->end) return -1;
     switch (*c->p) {
     case '"': return read_string(c, &span, &escaped);
-    case '{': return skip_container(c, depth, '}', 1);
-    case '[': return skip_container(c, depth, ']', 0);
+    case '{': return walk(c, depth, '}', NULL, NULL);
+    case '[': return walk(c, depth, ']', NULL, NULL);
     case 't': return literal(c, "true", 4);
     case 'f': return literal(c, "false", 5);
     case 'n': return literal(c, "null", 4);
@@ -261,42 +271,9 @@ static inline int key_is(const Span *key, const char *name, Py_ssize_t n) {
     return key->n == n && memcmp(key->s, name, (size_t)n) == 0;
 }
 
-/* An object's members one by one: `on_member` reads the value of a key it wants (and
-   answers 1), or answers 0 to have it skipped. */
-typedef int (*MemberFn)(void *state, const Span *key, Cursor *c, int depth);
-
 static int read_object(Cursor *c, int depth, MemberFn on_member, void *state) {
-    if (depth > MAX_DEPTH || c->p >= c->end || *c->p != '{') return -1;
-    c->p++;
-    skip_ws(c);
-    if (c->p < c->end && *c->p == '}') {
-        c->p++;
-        return 0;
-    }
-    for (;;) {
-        Span key;
-        int escaped;
-        if (read_string(c, &key, &escaped) < 0 || escaped) return -1; /* "\u0078" may be "x" */
-        skip_ws(c);
-        if (c->p >= c->end || *c->p != ':') return -1;
-        c->p++;
-        skip_ws(c);
-        int taken = on_member(state, &key, c, depth + 1);
-        if (taken < 0) return -1;
-        if (!taken && skip_value(c, depth + 1) < 0) return -1;
-        skip_ws(c);
-        if (c->p >= c->end) return -1;
-        if (*c->p == ',') {
-            c->p++;
-            skip_ws(c);
-            continue;
-        }
-        if (*c->p == '}') {
-            c->p++;
-            return 0;
-        }
-        return -1;
-    }
+    if (c->p >= c->end || *c->p != '{') return -1;
+    return walk(c, depth, '}', on_member, state);
 }
 
 static int take(unsigned *seen, int bit) {

@@ -421,6 +421,24 @@ def _same_as_reference(
     return outcomes[0]
 
 
+@st.composite
+def checked_texts(draw: st.DrawFn, prices: st.SearchStrategy[list[str]] | None = None) -> str:
+    """A frame's text: valid, junk or rule-breaking, open or closed, raw or combined,
+    compact or spaced; `prices` (o, h, l, c, v) replace the generated ones half the time."""
+    message, k = draw(kline_frames())
+    if prices is not None and draw(st.booleans()):
+        k["o"], k["h"], k["l"], k["c"], k["v"] = draw(prices)
+    choice = draw(st.sampled_from(["valid", "junk", "semantic"]))
+    if choice == "junk":
+        k = draw(_mutations(k))
+    elif choice == "semantic":
+        k = draw(_semantic_mutations({**k, "x": draw(st.booleans())}))
+    raw = dict(message.get("data", message))
+    raw["k"] = k
+    message = {**message, "data": raw} if "data" in message else raw
+    return json.dumps(message, separators=draw(st.sampled_from([(",", ":"), (", ", ": ")])))
+
+
 @settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_the_typed_text_path_equals_json_loads_and_full_validation(data: st.DataObject) -> None:
@@ -428,16 +446,7 @@ def test_the_typed_text_path_equals_json_loads_and_full_validation(data: st.Data
     + pydantic's full validation: valid, junk and rule-breaking frames (high below low,
     NaN and negative prices, bad times, counts, symbols, intervals), open and closed,
     raw and combined, compact (what Binance sends) and spaced."""
-    message, k = data.draw(kline_frames())
-    choice = data.draw(st.sampled_from(["valid", "junk", "semantic"]))
-    if choice == "junk":
-        k = data.draw(_mutations(k))
-    elif choice == "semantic":
-        k = data.draw(_semantic_mutations({**k, "x": data.draw(st.booleans())}))
-    raw = dict(message.get("data", message))
-    raw["k"] = k
-    message = {**message, "data": raw} if "data" in message else raw
-    text = json.dumps(message, separators=data.draw(st.sampled_from([(",", ":"), (", ", ": ")])))
+    text = data.draw(checked_texts())
     fresh = data.draw(st.booleans())  # a parser that knows no symbol and no times yet
     _same_as_reference(text, KlineParser(Market.SPOT) if fresh else SPOT)
 

@@ -30,10 +30,9 @@ from tests.unit.feed.test_binance_parser import (
     REFERENCE,
     STRUCTURAL_ODDITIES,
     _closed_text,
-    _mutations,
     _same_as_reference,
-    _semantic_mutations,
     _text_outcome,
+    checked_texts,
     kline_frames,
 )
 
@@ -113,18 +112,7 @@ def test_what_binance_sends_is_decided_by_the_decoder_as_the_reference_does(data
 @settings(max_examples=800, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_any_frame_is_decided_as_the_reference_does_or_left_to_python(data: st.DataObject) -> None:
-    message, k = data.draw(kline_frames())
-    if data.draw(st.booleans()):
-        k["o"], k["h"], k["l"], k["c"], k["v"] = data.draw(binance_prices())
-    choice = data.draw(st.sampled_from(["valid", "junk", "semantic"]))
-    if choice == "junk":
-        k = data.draw(_mutations(k))
-    elif choice == "semantic":
-        k = data.draw(_semantic_mutations({**k, "x": data.draw(st.booleans())}))
-    raw = dict(message.get("data", message))
-    raw["k"] = k
-    message = {**message, "data": raw} if "data" in message else raw
-    text = json.dumps(message, separators=data.draw(st.sampled_from([(",", ":"), (", ", ": ")])))
+    text = data.draw(checked_texts(binance_prices()))
     _agrees(text)
     _same_as_reference(text, KlineParser(Market.SPOT))
 
