@@ -199,6 +199,38 @@ def _price(value: object) -> Decimal:
     return price.copy_abs()
 
 
+def _prices(
+    o: object, hi: object, lo: object, c: object, v: object
+) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal]:
+    """The contract's price rules on five raw values (open, high, low, close, volume),
+    as `CandleClosed` validates them, the cheap way where it can be: five strings
+    without a `-` need only two finiteness checks (anything else takes `_price`, the
+    reference's rule). Raises what `_PARSE_ERRORS` holds."""
+    if (
+        isinstance(o, str)
+        and isinstance(hi, str)
+        and isinstance(lo, str)
+        and isinstance(c, str)
+        and isinstance(v, str)
+        and "-" not in o
+        and "-" not in hi
+        and "-" not in lo
+        and "-" not in c
+        and "-" not in v
+    ):
+        # No sign anywhere: each is NaN, infinite or >= 0, never -0. A finite high and
+        # the bracketing leave low, open and close finite too (an ordering comparison
+        # with NaN raises InvalidOperation): only high and volume need the check.
+        do, dh, dl, dc, dv = _D(o), _D(hi), _D(lo), _D(c), _D(v)
+        if not (dh.is_finite() and dv.is_finite()):
+            raise ValueError("must be a finite, non-negative decimal")
+    else:
+        do, dh, dl, dc, dv = _price(o), _price(hi), _price(lo), _price(c), _price(v)
+    if not (dl <= do and dl <= dc and dh >= do and dh >= dc):
+        raise ValueError("high/low must bracket open and close")
+    return do, dh, dl, dc, dv
+
+
 def _time(value: object) -> datetime:
     """`intervals.from_ms` with the type check Binance input needs, inlined: it runs
     twice per closed candle."""
@@ -367,11 +399,10 @@ class KlineParser:
         sets exactly what pydantic's own constructor leaves on an instance. Raises what
         `_PARSE_ERRORS` holds; the callers turn it into `MalformedFrame`.
 
-        Cheap where it can be: a symbol already seen valid is a set lookup, five price
-        strings without a `-` need only two finiteness checks (anything else takes
-        `_price`, the reference's rule), the close time of a candle of fixed length is
-        its open time plus the interval's constant span, and the two times come from
-        the C float path where it is exact."""
+        Cheap where it can be: a symbol already seen valid is a set lookup, the prices
+        are `_prices`'s, the close time of a candle of fixed length is its open time
+        plus the interval's constant span, and the two times come from the C float path
+        where it is exact."""
         if symbol not in self._symbols:
             self._remember_symbol(symbol)
         if interval not in _INTERVALS:
@@ -390,29 +421,7 @@ class KlineParser:
             close_time = _fast_time(end)
             if close_time <= open_time:
                 raise ValueError("close_time must be after open_time")
-        if (
-            type(o) is str
-            and type(hi) is str
-            and type(lo) is str
-            and type(c) is str
-            and type(v) is str
-            and "-" not in o
-            and "-" not in hi
-            and "-" not in lo
-            and "-" not in c
-            and "-" not in v
-        ):
-            # No sign anywhere: each is NaN, infinite or >= 0, never -0. A finite
-            # high and the bracketing leave low, open and close finite too (an
-            # ordering comparison with NaN raises InvalidOperation): only high and
-            # volume need the finiteness check.
-            do, dh, dl, dc, dv = _D(o), _D(hi), _D(lo), _D(c), _D(v)
-            if not (dh.is_finite() and dv.is_finite()):
-                raise ValueError("must be a finite, non-negative decimal")
-        else:
-            do, dh, dl, dc, dv = _price(o), _price(hi), _price(lo), _price(c), _price(v)
-        if not (dl <= do and dl <= dc and dh >= do and dh >= dc):
-            raise ValueError("high/low must bracket open and close")
+        do, dh, dl, dc, dv = _prices(o, hi, lo, c, v)
         candle = _new(CandleClosed)
         _set(
             candle,
@@ -441,8 +450,8 @@ class KlineParser:
 
     def _typed(self, text: str) -> Frame | None:
         """A frame decoded by msgspec straight into typed fields (in C, only the fields
-        the contract reads), then `_candle`'s checks, inlined (a call with ten
-        arguments costs more than the checks it would share). `None` hands the frame
+        the contract reads), then `_candle`'s checks, inlined but for the prices' (a
+        call with ten arguments costs more than the checks it would share). `None` hands the frame
         to the reference path: anything msgspec refuses (NaN, lone surrogates, a wrong
         type, a missing key, a negative count, a time the float path cannot convert
         exactly) and any frame that is not plainly a kline (a response, a combined
@@ -480,15 +489,7 @@ class KlineParser:
                 if close_time <= open_time:
                     raise ValueError("close_time must be after open_time")
                 self._last_times = (t, end, open_time, close_time)
-            if "-" not in o and "-" not in hi and "-" not in lo and "-" not in c and "-" not in v:
-                # As in `_candle`: no sign, so only high and volume need the check.
-                do, dh, dl, dc, dv = _D(o), _D(hi), _D(lo), _D(c), _D(v)
-                if not (dh.is_finite() and dv.is_finite()):
-                    raise ValueError("must be a finite, non-negative decimal")
-            else:
-                do, dh, dl, dc, dv = _price(o), _price(hi), _price(lo), _price(c), _price(v)
-            if not (dl <= do and dl <= dc and dh >= do and dh >= dc):
-                raise ValueError("high/low must bracket open and close")
+            do, dh, dl, dc, dv = _prices(o, hi, lo, c, v)
         except _PARSE_ERRORS as e:
             raise MalformedFrame(f"bad kline payload: {type(e).__name__}: {e}") from e
         # The template holds the constants (and the field order pydantic uses); the

@@ -363,13 +363,12 @@ _EDGE_PRICES = [
 ]
 
 
-def test_the_fast_closed_path_equals_the_validated_path_on_every_edge_price() -> None:
-    """Exhaustively, not by chance: every edge value in each price field, and in every
-    pair of fields (the fast path checks only high's and volume's finiteness and infers
-    the rest from the bracketing, so pairs are where it could go wrong)."""
+def _edge_price_cases() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A closed documented kline (low below open), and every edge value in each price
+    field and in every pair of fields, as changes to it."""
     base = {**json.loads(json.dumps(load("spot_kline_doc_example.json")))["k"], "x": True, "l": "0.0005"}
     fields = ("o", "h", "l", "c", "v")
-    cases = [{f: value} for f in fields for value in _EDGE_PRICES]
+    cases: list[dict[str, Any]] = [{f: value} for f in fields for value in _EDGE_PRICES]
     cases += [
         {f: a, g: b}
         for i, f in enumerate(fields)
@@ -377,6 +376,14 @@ def test_the_fast_closed_path_equals_the_validated_path_on_every_edge_price() ->
         for a in _EDGE_PRICES
         for b in _EDGE_PRICES
     ]
+    return base, cases
+
+
+def test_the_fast_closed_path_equals_the_validated_path_on_every_edge_price() -> None:
+    """Exhaustively, not by chance: every edge value in each price field, and in every
+    pair of fields (the fast path checks only high's and volume's finiteness and infers
+    the rest from the bracketing, so pairs are where it could go wrong)."""
+    base, cases = _edge_price_cases()
     parser = KlineParser(Market.SPOT)
     for changed in cases:
         raw = {"e": "kline", "k": {**base, **changed}}
@@ -453,16 +460,7 @@ def test_the_typed_text_path_equals_json_loads_and_full_validation(data: st.Data
 
 def test_the_typed_text_path_equals_the_reference_on_every_edge_price() -> None:
     """The exhaustive edge prices of the dict path, through `parse` on compact text."""
-    base = {**json.loads(json.dumps(load("spot_kline_doc_example.json")))["k"], "x": True, "l": "0.0005"}
-    fields = ("o", "h", "l", "c", "v")
-    cases = [{f: value} for f in fields for value in _EDGE_PRICES]
-    cases += [
-        {f: a, g: b}
-        for i, f in enumerate(fields)
-        for g in fields[i + 1 :]
-        for a in _EDGE_PRICES
-        for b in _EDGE_PRICES
-    ]
+    base, cases = _edge_price_cases()
     parser = KlineParser(Market.SPOT)
     outcomes = set()
     for changed in cases:
