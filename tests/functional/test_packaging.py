@@ -82,14 +82,7 @@ def test_installed_wheel_decodes_closed_klines_with_its_compiled_decoder(
         "import feed_service._kline as k, feed_service.binance as b, functions.core.contracts as c;"
         "print(k.__file__, b.KlineParser(c.Market.SPOT).compiled)"
     )
-    out = subprocess.run(
-        [str(installed / "bin" / "python"), "-c", code],
-        cwd=tmp_path,
-        env=_outside_env(tmp_path),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    out = _python_outside(installed, tmp_path, code).split()
     assert Path(out[0]).is_relative_to(installed) and out[1] == "True", out
 
 
@@ -99,18 +92,23 @@ def _outside_env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def test_installed_wheel_migrates_and_demos_from_outside_the_repository(
-    installed: Path, pg_admin_url: str, tmp_path: Path
-) -> None:
-    cmon = installed / "bin" / "cmon"
-    where = subprocess.run(
-        [str(installed / "bin" / "python"), "-c", "import functions; print(functions.__file__)"],
-        cwd=tmp_path,
-        env=_outside_env(tmp_path),
+def _python_outside(installed: Path, tmp: Path, code: str) -> str:
+    """What the installed venv's python prints for `code`, run away from the checkout."""
+    return subprocess.run(
+        [str(installed / "bin" / "python"), "-c", code],
+        cwd=tmp,
+        env=_outside_env(tmp),
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
+
+
+def test_installed_wheel_migrates_and_demos_from_outside_the_repository(
+    installed: Path, pg_admin_url: str, tmp_path: Path
+) -> None:
+    cmon = installed / "bin" / "cmon"
+    where = _python_outside(installed, tmp_path, "import functions; print(functions.__file__)")
     assert Path(where).is_relative_to(installed)  # the wheel, not the checkout
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute("drop database if exists wheel_migrate with (force)")
